@@ -1,0 +1,31 @@
+/*
+ * Bounds on request fields, enforced by the server before any work. The
+ * client library's nanopb options (the .options files in proto/cpstore/v1/) use the same
+ * numbers, so a request the client can encode is one the server accepts.
+ */
+#ifndef CPSTORE_LIMITS_H
+#define CPSTORE_LIMITS_H
+
+/*
+ * src/core is on the -I path, so this file also answers every
+ * `#include <limits.h>`, including those inside libbson and glibc headers.
+ * Chain to the C library's <limits.h> so INT_MAX and friends stay defined;
+ * the pragma silences -Wpedantic's note that #include_next is an extension.
+ */
+#pragma GCC system_header
+#include_next <limits.h>
+
+#define LIM_RL_KEY_MAX       512
+#define LIM_RL_LIMIT_MAX     1000000ull
+#define LIM_RL_COST_MAX      10000ull
+#define LIM_RL_WINDOW_MAX_MS (366ull * 24 * 3600 * 1000)
+
+#define LIM_ID_MAX           256 /* user, org, project ids; key name */
+#define LIM_SCOPE_MAX        128
+#define LIM_SCOPES_MAX       32
+#define LIM_META_KEY_MAX     64
+#define LIM_META_VALUE_MAX   512
+#define LIM_META_MAX         16
+#define LIM_API_KEY_MAX      256 /* longest key Verify looks up */
+
+#endif

@@ -1,0 +1,106 @@
+/*
+ * Rate-limit backends: an exact sliding window over one key.
+ *
+ * Semantics shared by every backend (DESIGN.md section 5, "Rate limits"):
+ * at most `limit` units are admitted in any trailing `window_ms`; only
+ * admitted requests are stored, so a denied request consumes nothing; a cost
+ * above the limit, and any cost under limit 0, is denied; `remaining` is
+ * never negative; `retry_after_ms` is the wait after which the same request
+ * fits if nothing else is admitted meanwhile (0 when allowed, and 0 when the
+ * cost can never fit); `reset_after_ms` is the time until no admitted unit is
+ * left in the window.
+ *
+ * The service layer validates requests against src/core/limits.h before it
+ * calls a backend, so backends may assume 1 <= cost <= LIM_RL_COST_MAX,
+ * limit <= LIM_RL_LIMIT_MAX and 1 <= window_ms <= LIM_RL_WINDOW_MAX_MS.
+ */
+#ifndef CPSTORE_RATELIMIT_H
+#define CPSTORE_RATELIMIT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+typedef struct rl_request {
+    const char *key; /* not NUL-terminated; valid until the callback */
+    size_t key_len;
+    uint64_t limit;
+    uint64_t window_ms;
+    uint64_t cost;
+    uint32_t timeout_ms; /* answer within this, whatever the backend does */
+} rl_request_t;
+
+typedef struct rl_result {
+    bool allowed;
+    uint64_t limit;
+    uint64_t remaining;
+    uint64_t reset_after_ms;
+    uint64_t retry_after_ms;
+} rl_result_t;
+
+/*
+ * Completion of one check: status is CPS_OK with *res filled, or an error
+ * (CPS_UNAVAILABLE while the backend is unreachable, CPS_DEADLINE_EXCEEDED
+ * when it did not answer within timeout_ms, CPS_INTERNAL) with res NULL and
+ * a short reason in msg. Runs on the loop thread, exactly once per check.
+ */
+typedef void (*rl_done_cb)(void *arg,
+                           int status,
+                           const rl_result_t *res,
+                           const char *msg);
+
+typedef struct rl_backend rl_backend_t;
+
+typedef struct rl_backend_ops {
+    const char *kind; /* "memory" or "redis" */
+
+    /* Start one check. The callback may run before this returns (the memory
+     * backend answers at once). Returns CPS_OK, or an error without calling
+     * the callback. */
+    int (*check)(rl_backend_t *be,
+                 const rl_request_t *req,
+                 rl_done_cb cb,
+                 void *arg);
+
+    /* Whether checks can succeed now; on false, a short reason. */
+    bool (*is_up)(rl_backend_t *be, char *detail, size_t detail_len);
+
+    /* Stop timers and connections. Pending checks complete with
+     * CPS_UNAVAILABLE. The backend is freed once its handles are closed;
+     * it must not be used after this call. */
+    void (*close)(rl_backend_t *be);
+} rl_backend_ops_t;
+
+struct rl_backend {
+    const rl_backend_ops_t *ops;
+};
+
+/* In-process backend: no server, nothing durable. */
+rl_backend_t *rl_memory_new(uv_loop_t *loop);
+
+typedef struct rl_redis_config {
+    const char *url;    /* redis://[:password@]host[:port][/db] */
+    const char *prefix; /* prepended to every key; default "cpstore:rl:" */
+    uint32_t connect_timeout_ms;
+} rl_redis_config_t;
+
+/*
+ * Redis backend over hiredis async on `loop`. Connects in the background
+ * and reconnects on its own after any failure. Returns NULL (with a reason
+ * in err) only if the configuration cannot be parsed.
+ */
+rl_backend_t *rl_redis_new(uv_loop_t *loop,
+                           const rl_redis_config_t *cfg,
+                           char *err,
+                           size_t err_len);
+
+static inline int rl_check(rl_backend_t *be,
+                           const rl_request_t *req,
+                           rl_done_cb cb,
+                           void *arg) {
+    return be->ops->check(be, req, cb, arg);
+}
+
+#endif

@@ -1,0 +1,262 @@
+/*
+ * cpstored: parse the configuration, open the backends, serve until SIGTERM
+ * or SIGINT, then drain and exit 0.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <uv.h>
+
+#include "apikeys.h"
+#include "config.h"
+#include "crypto.h"
+#include "keystore.h"
+#include "log.h"
+#include "mongo.h"
+#include "ratelimit.h"
+#include "server.h"
+#include "worker.h"
+
+#define MAIN_DEV_SECRET_LEN 32
+
+typedef struct daemon {
+    uv_loop_t *loop;
+    cfg_t cfg;
+    uint8_t *secret;
+    size_t secret_len;
+    wk_pool_t *workers;
+    rl_backend_t *ratelimit;
+    mg_t *mongo;
+    ks_store_t *keystore;
+    ak_service_t *apikeys;
+    srv_t *srv;
+    uv_signal_t sigterm;
+    uv_signal_t sigint;
+    int exit_code;
+} daemon_t;
+
+
+/* Print a startup refusal as one line and return the exit code. */
+static int main_refuse(const char *reason) {
+    log_error("cannot start: %s", reason);
+    return 1;
+}
+
+
+static int main_secret(daemon_t *d) {
+    char err[256];
+    int rc;
+
+    rc = cfg_load_secret(&d->cfg, &d->secret, &d->secret_len, err,
+                         sizeof(err));
+    if (rc < 0) {
+        return main_refuse(err);
+    }
+    if (rc == 0) {
+        return 0;
+    }
+    if (d->cfg.profile == CFG_PROFILE_PRODUCTION) {
+        return main_refuse("the production profile needs a server secret "
+                           "(--secret-file or CPSTORE_SECRET)");
+    }
+    d->secret = malloc(MAIN_DEV_SECRET_LEN);
+    if (d->secret == NULL ||
+        crypto_random_bytes(d->secret, MAIN_DEV_SECRET_LEN) != 0) {
+        return main_refuse("could not generate a server secret");
+    }
+    d->secret_len = MAIN_DEV_SECRET_LEN;
+    log_warn("no server secret configured: using a throwaway one, so keys "
+             "created now stop verifying after a restart");
+    return 0;
+}
+
+
+static int main_backends(daemon_t *d) {
+    char err[256];
+
+    if (d->cfg.profile == CFG_PROFILE_PRODUCTION &&
+        (d->cfg.redis_url == NULL || d->cfg.mongo_uri == NULL)) {
+        return main_refuse("the production profile needs --redis and "
+                           "--mongo; it never uses the memory backends");
+    }
+
+    d->workers = wk_pool_new(d->loop, d->cfg.workers);
+    if (d->workers == NULL) {
+        return main_refuse("could not start worker threads");
+    }
+
+    if (d->cfg.redis_url != NULL) {
+        rl_redis_config_t rc = {
+            .url = d->cfg.redis_url,
+            .prefix = d->cfg.redis_prefix,
+            .connect_timeout_ms = 2000,
+        };
+
+        d->ratelimit = rl_redis_new(d->loop, &rc, err, sizeof(err));
+        if (d->ratelimit == NULL) {
+            return main_refuse(err);
+        }
+    } else {
+        d->ratelimit = rl_memory_new(d->loop);
+        log_warn("rate limits use the memory backend: nothing is durable "
+                 "or shared between instances (set --redis)");
+    }
+
+    if (d->cfg.mongo_uri != NULL) {
+        d->mongo = mg_open(d->cfg.mongo_uri, d->cfg.mongo_db, err,
+                           sizeof(err));
+        if (d->mongo == NULL) {
+            return main_refuse(err);
+        }
+        mg_set_pool_size(d->mongo, (uint32_t)d->cfg.workers);
+        d->keystore = ks_mongo_new(d->mongo, err, sizeof(err));
+        if (d->keystore == NULL) {
+            return main_refuse(err);
+        }
+    } else {
+        d->keystore = ks_memory_new();
+        log_warn("API keys use the memory backend: nothing is durable or "
+                 "shared between instances (set --mongo)");
+    }
+    if (d->ratelimit == NULL || d->keystore == NULL) {
+        return main_refuse("out of memory");
+    }
+
+    d->apikeys = ak_service_new(d->keystore, d->secret, d->secret_len,
+                                d->cfg.key_prefix);
+    if (d->apikeys == NULL) {
+        return main_refuse("out of memory");
+    }
+    return 0;
+}
+
+
+static void main_close_handle(uv_handle_t *handle, void *arg) {
+    (void)arg;
+    if (!uv_is_closing(handle)) {
+        uv_close(handle, NULL);
+    }
+}
+
+
+/* The server has drained: release the backends and let the loop end. */
+static void main_drained(void *arg) {
+    daemon_t *d = arg;
+
+    d->srv = NULL;
+    uv_close((uv_handle_t *)&d->sigterm, NULL);
+    uv_close((uv_handle_t *)&d->sigint, NULL);
+    if (d->ratelimit != NULL) {
+        d->ratelimit->ops->close(d->ratelimit);
+        d->ratelimit = NULL;
+    }
+    if (d->workers != NULL) {
+        wk_pool_close(d->workers);
+        d->workers = NULL;
+    }
+    log_info("stopped");
+}
+
+
+static void main_signal(uv_signal_t *handle, int signum) {
+    daemon_t *d = handle->data;
+
+    if (d->srv == NULL) {
+        return;
+    }
+    log_info("shutting down signal=%s", signum == SIGTERM ? "TERM" : "INT");
+    srv_shutdown(d->srv, main_drained, d);
+}
+
+
+static void main_cleanup(daemon_t *d) {
+    if (d->ratelimit != NULL) {
+        d->ratelimit->ops->close(d->ratelimit);
+    }
+    if (d->workers != NULL) {
+        wk_pool_close(d->workers);
+    }
+    /* Run close callbacks of anything still open, then close the loop. */
+    uv_walk(d->loop, main_close_handle, NULL);
+    uv_run(d->loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(d->loop) != 0) {
+        log_warn("event loop closed with handles still open");
+    }
+    if (d->apikeys != NULL) {
+        ak_service_free(d->apikeys);
+    }
+    if (d->keystore != NULL) {
+        ks_free(d->keystore);
+    }
+    if (d->mongo != NULL) {
+        mg_close(d->mongo);
+    }
+    if (d->secret != NULL) {
+        crypto_cleanse(d->secret, d->secret_len);
+        free(d->secret);
+    }
+}
+
+
+int main(int argc, char **argv) {
+    daemon_t d;
+    char err[512];
+
+    memset(&d, 0, sizeof(d));
+    if (cfg_parse(&d.cfg, argc, argv, err, sizeof(err)) != 0) {
+        fprintf(stderr, "cpstored: %s\nTry 'cpstored --help'.\n", err);
+        return 2;
+    }
+    if (d.cfg.help) {
+        cfg_usage(stdout);
+        return 0;
+    }
+    if (d.cfg.version) {
+        printf("cpstored %s\n", CPSTORE_VERSION);
+        return 0;
+    }
+    log_set_level((log_level_t)d.cfg.log_level);
+    signal(SIGPIPE, SIG_IGN);
+    d.loop = uv_default_loop();
+
+    d.exit_code = main_secret(&d);
+    if (d.exit_code == 0) {
+        d.exit_code = main_backends(&d);
+    }
+    if (d.exit_code == 0) {
+        srv_backends_t be = {
+            .ratelimit = d.ratelimit,
+            .apikeys = d.apikeys,
+            .keystore = d.keystore,
+            .workers = d.workers,
+        };
+
+        d.srv = srv_start(d.loop, &d.cfg.srv, &be, err, sizeof(err));
+        if (d.srv == NULL) {
+            d.exit_code = main_refuse(err);
+        }
+    }
+    if (d.exit_code != 0) {
+        main_cleanup(&d);
+        return d.exit_code;
+    }
+
+    uv_signal_init(d.loop, &d.sigterm);
+    uv_signal_init(d.loop, &d.sigint);
+    d.sigterm.data = &d;
+    d.sigint.data = &d;
+    uv_signal_start(&d.sigterm, main_signal, SIGTERM);
+    uv_signal_start(&d.sigint, main_signal, SIGINT);
+
+    log_info("listening addr=%s version=%s profile=%s ratelimit=%s "
+             "apikeys=%s",
+             srv_address(d.srv), CPSTORE_VERSION,
+             d.cfg.profile == CFG_PROFILE_PRODUCTION ? "production" : "dev",
+             d.ratelimit->ops->kind, ks_kind(d.keystore));
+
+    uv_run(d.loop, UV_RUN_DEFAULT);
+    main_cleanup(&d);
+    return 0;
+}
