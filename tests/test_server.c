@@ -6,12 +6,14 @@
 #include <criterion/criterion.h>
 
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "frame.h"
+#include "pb_encode.h"
 #include "harness.h"
 
 #define RL_CHECK cpstore_v1_RateLimiterMethod_RATE_LIMITER_METHOD_CHECK
@@ -60,7 +62,7 @@ static int expect_goaway(int fd) {
             return hdr.status;
         }
     }
-    cr_fatal("no GOAWAY");
+    cr_assert_fail("no GOAWAY");
     return -1;
 }
 
@@ -74,6 +76,18 @@ static int expect_goaway_slow(int fd) {
     cr_assert_eq(rc, 1);
     cr_assert_eq(hdr.type, FRAME_GOAWAY);
     return hdr.status;
+}
+
+
+static void assert_pong(int fd) {
+    frame_header_t h = {0}, hdr;
+    uint8_t buf[FRAME_HEADER_SIZE], resp[16];
+
+    h.type = FRAME_PING;
+    frame_encode_header(&h, buf);
+    cr_assert(h_raw_write(fd, buf, sizeof(buf)));
+    cr_assert_eq(h_raw_read_frame(fd, 5000, &hdr, resp, sizeof(resp)), 1);
+    cr_assert_eq(hdr.type, FRAME_PONG);
 }
 
 
@@ -406,10 +420,13 @@ Test(server_limits, connections_beyond_max_get_goaway) {
     int a, b, extra;
 
     h_cpstored_start(&server, args, NULL);
+    /* The start-up probe's connection must be gone before we count. */
+    usleep(200 * 1000);
     a = h_raw_connect(server.port);
     b = h_raw_connect(server.port);
-    /* Let the server accept the first two before the third arrives. */
-    usleep(200 * 1000);
+    /* Both are served, so both are counted before the third arrives. */
+    assert_pong(a);
+    assert_pong(b);
     extra = h_raw_connect(server.port);
     cr_assert_eq(expect_goaway(extra), 8 /* RESOURCE_EXHAUSTED */);
     cr_assert(h_raw_wait_closed(extra, 5000));

@@ -49,7 +49,7 @@ static const char *h_env_required(const char *name) {
     const char *v = getenv(name);
 
     if (v == NULL || *v == '\0') {
-        cr_fatal("%s is not set: run the suite with scripts/test.sh, which "
+        cr_assert_fail("%s is not set: run the suite with scripts/test.sh, which "
                  "starts the test servers",
                  name);
     }
@@ -122,7 +122,15 @@ static void h_spawn(h_proc_t *p,
             close(fd);
         }
         for (size_t i = 0; env != NULL && env[i] != NULL; i++) {
-            putenv((char *)env[i]);
+            char name[128];
+            const char *eq = strchr(env[i], '=');
+            size_t nlen = eq ? (size_t)(eq - env[i]) : 0;
+
+            if (nlen > 0 && nlen < sizeof(name)) {
+                memcpy(name, env[i], nlen);
+                name[nlen] = 0;
+                setenv(name, eq + 1, 1);
+            }
         }
         execvp(argv[0], (char *const *)argv);
         fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
@@ -165,7 +173,7 @@ static void h_wait_started(h_proc_t *p, const char *what) {
     cr_log_error("%s did not start; its output:\n%s", what, log);
     free(log);
     h_proc_stop(p);
-    cr_fatal("%s did not start on port %d", what, p->port);
+    cr_assert_fail("%s did not start on port %d", what, p->port);
 }
 
 
@@ -173,7 +181,7 @@ void h_cpstored_start(h_proc_t *p,
                       const char *const *args,
                       const char *const *env) {
     const char *argv[H_MAX_ARGS];
-    char listen[64];
+    char listen[96];
     size_t n = 0;
 
     memset(p, 0, sizeof(*p));

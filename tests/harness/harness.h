@@ -19,7 +19,7 @@ typedef struct h_proc {
     pid_t pid;
     int port;
     char addr[64];     /* "127.0.0.1:port" */
-    char log_path[256]; /* stderr of the process, kept for a failed test */
+    char log_path[512]; /* stderr of the process, kept for a failed test */
 } h_proc_t;
 
 /* A TCP port on 127.0.0.1 that was free a moment ago. */
