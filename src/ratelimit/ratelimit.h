@@ -29,7 +29,8 @@ typedef struct rl_request {
     uint64_t limit;
     uint64_t window_ms;
     uint64_t cost;
-    uint32_t timeout_ms; /* answer within this, whatever the backend does */
+    uint32_t timeout_ms; /* answer within this, whatever the backend does;
+                            0: the backend's default (1 s) */
 } rl_request_t;
 
 typedef struct rl_result {
@@ -56,9 +57,10 @@ typedef struct rl_backend rl_backend_t;
 typedef struct rl_backend_ops {
     const char *kind; /* "memory" or "redis" */
 
-    /* Start one check. The callback may run before this returns (the memory
-     * backend answers at once). Returns CPS_OK, or an error without calling
-     * the callback. */
+    /* Start one check. The callback may run before this returns: the memory
+     * backend always answers at once, the Redis backend does when Redis is
+     * unreachable (CPS_UNAVAILABLE). Returns CPS_OK, or an error without
+     * calling the callback (out of memory). */
     int (*check)(rl_backend_t *be,
                  const rl_request_t *req,
                  rl_done_cb cb,
@@ -80,10 +82,14 @@ struct rl_backend {
 /* In-process backend: no server, nothing durable. */
 rl_backend_t *rl_memory_new(uv_loop_t *loop);
 
+/* Keys the memory backend `be` holds right now, live or not yet swept (for
+ * tests and metrics; only for a backend made by rl_memory_new). */
+size_t rl_memory_key_count(const rl_backend_t *be);
+
 typedef struct rl_redis_config {
-    const char *url;    /* redis://[:password@]host[:port][/db] */
+    const char *url;    /* redis://[[user]:password@]host[:port][/db] */
     const char *prefix; /* prepended to every key; default "cpstore:rl:" */
-    uint32_t connect_timeout_ms;
+    uint32_t connect_timeout_ms; /* connect and handshake; 0: 2 s */
 } rl_redis_config_t;
 
 /*
