@@ -1,13 +1,16 @@
 /*
  * API keys: creation and verification (DESIGN.md section 5, "API keys").
  *
- * A key is "<prefix>_<random>", the random part drawn from the CSPRNG with at
- * least 256 bits. The store never sees the key: it keeps HMAC-SHA256(server
- * secret, key) as the lookup value, a public key_id and a display hint.
+ * A key is "<prefix>_<random>", the random part 44 base62 characters drawn
+ * from the CSPRNG (more than 256 bits). The store never sees the key: it
+ * keeps HMAC-SHA256(server secret, key) as the lookup value, a public
+ * key_id ("key_" and 24 hex characters) and a display hint ("<prefix>_..."
+ * and the key's last four characters).
  *
  * Every function here blocks on the store and is thread-safe; the server
  * calls them from worker threads only. Request and response messages are
  * the protobuf-c structs generated from proto/cpstore/v1/apikeys.proto.
+ * Neither a key nor the secret ever appears in err.
  */
 #ifndef CPSTORE_APIKEYS_H
 #define CPSTORE_APIKEYS_H
@@ -18,9 +21,14 @@
 #include "cpstore/v1/apikeys.pb-c.h"
 #include "keystore.h"
 
+#define AK_PREFIX_MAX 32 /* key prefix: 1..32 of [A-Za-z0-9_] */
+#define AK_SECRET_MIN 32 /* bytes of server secret, at least */
+
 typedef struct ak_service ak_service_t;
 
-/* The service borrows store, secret and prefix; they must outlive it. */
+/* The service borrows store, secret and prefix; they must outlive it.
+ * NULL when the secret is shorter than AK_SECRET_MIN, the prefix is not
+ * 1..AK_PREFIX_MAX characters of [A-Za-z0-9_], or out of memory. */
 ak_service_t *ak_service_new(ks_store_t *store,
                              const uint8_t *secret,
                              size_t secret_len,
@@ -30,9 +38,11 @@ void ak_service_free(ak_service_t *svc);
 /*
  * Create a key. Returns CPS_OK with *resp filled (free its contents with
  * ak_create_response_clear()), CPS_INVALID_ARGUMENT for a bad request
- * (including an expiry at or before now), or the store's error
- * (CPS_UNAVAILABLE, CPS_DEADLINE_EXCEEDED, CPS_INTERNAL). err receives a
- * short reason on failure; it never contains the key.
+ * (no user_id, a field over its limit in field_limits.h, an invalid scope,
+ * repeated metadata keys, both expires_at_ms and expires_in_ms, or an
+ * expiry at or before now), or the store's error (CPS_UNAVAILABLE,
+ * CPS_DEADLINE_EXCEEDED, CPS_INTERNAL). On failure nothing was stored and
+ * *resp holds nothing to free. err receives a short reason on failure.
  * deadline_mono_ms is on clock_mono_ms(); 0 means none.
  */
 int ak_create(ak_service_t *svc,
@@ -41,11 +51,21 @@ int ak_create(ak_service_t *svc,
               Cpstore__V1__CreateApiKeyResponse *resp,
               char *err,
               size_t err_len);
+
+/* Free what ak_create put in resp, wiping the key first. */
 void ak_create_response_clear(Cpstore__V1__CreateApiKeyResponse *resp);
 
 /*
- * Verify a key. An invalid key is a normal answer (CPS_OK with a code);
- * only a store failure or a malformed request is an error.
+ * Verify a key. An invalid key is a normal answer: CPS_OK with resp->code
+ * the first of NOT_FOUND, REVOKED, EXPIRED (now >= expires_at),
+ * CONTEXT_MISMATCH (bound to another org or project than the request
+ * names), INSUFFICIENT_SCOPE that applies, else VALID. For any key found,
+ * resp carries its key_id, user_id, scopes, binding and expiry; a request
+ * that names no org or project gets the key's binding back. An empty key
+ * or one longer than LIM_API_KEY_MAX is NOT_FOUND without a lookup.
+ * Errors: CPS_INVALID_ARGUMENT for a malformed request (an invalid
+ * required scope, a field over its limit) and the store's errors; *resp
+ * then holds nothing to free.
  */
 int ak_verify(ak_service_t *svc,
               const Cpstore__V1__VerifyApiKeyRequest *req,

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "apikeys.h"
 #include "duration.h"
 #include "log.h"
 #include "status.h"
@@ -235,6 +236,24 @@ static int cfg_set(cfg_t *cfg, int id, const char *v, char *err,
 }
 
 
+static bool cfg_prefix_ok(const char *p) {
+    size_t n = strlen(p);
+
+    if (n == 0 || n > AK_PREFIX_MAX) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char ch = p[i];
+
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+              (ch >= '0' && ch <= '9') || ch == '_')) {
+            return false;
+        }
+    }
+    return true;
+}
+
+
 int cfg_parse(cfg_t *cfg, int argc, char **argv, char *err, size_t err_len) {
     struct option longopts[CFG_NOPTS + 3];
     int ch;
@@ -289,6 +308,11 @@ int cfg_parse(cfg_t *cfg, int argc, char **argv, char *err, size_t err_len) {
     if (cfg->key_prefix == NULL) {
         cfg->key_prefix = cfg->profile == CFG_PROFILE_PRODUCTION ? "cpk_live"
                                                                  : "cpk_dev";
+    }
+    if (!cfg_prefix_ok(cfg->key_prefix)) {
+        snprintf(err, err_len, "--key-prefix: expected 1 to %d letters, "
+                 "digits or '_', got \"%s\"", AK_PREFIX_MAX, cfg->key_prefix);
+        return -1;
     }
     return 0;
 }

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "limits.h"
+#include "field_limits.h"
 #include "ratelimit.h"
 #include "status.h"
 

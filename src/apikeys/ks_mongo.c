@@ -1,0 +1,593 @@
+/*
+ * MongoDB key store: collection `api_keys`, one document per key.
+ *
+ *   _id           key_id (string)
+ *   v             layout version (int32, 1)
+ *   key_hash      HMAC-SHA256 of the key (binary, subtype 0, 32 bytes)
+ *   hint, user_id, name                     strings (name may be null)
+ *   scopes        array of strings
+ *   org_id, project_id, rotated_from        string or null
+ *   created_at    date (UTC ms)
+ *   expires_at    date, or null for never
+ *   revoked_at    date, or null while not revoked
+ *   metadata      array of {key, value} documents (keys are caller data,
+ *                 so they are values here, never field names)
+ *
+ * A key is created with one insert of one whole document: there is no
+ * moment at which the key exists without its scopes, expiry or binding,
+ * and a failed insert leaves nothing behind.
+ *
+ * Indexes: unique on key_hash (the lookup of every verify, and a second
+ * guard that two keys never share a hash) and {user_id, created_at} for
+ * listing a user's keys. They are created by ks_mongo_new(); if the server
+ * is unreachable then, by the first insert instead.
+ *
+ * Deadlines: reads and createIndexes carry the time left as maxTimeMS.
+ * The insert does not, since maxTimeMS is not among the options
+ * mongoc_collection_insert_one() documents; it is bounded by the selection
+ * and socket timeouts that mg_open sets.
+ *
+ * This code runs on FerretDB v1 too: it uses only insert, find with
+ * maxTimeMS, createIndexes (plain, compound and unique) and ping.
+ */
+#include "keystore.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mongo.h"
+#include "status.h"
+
+#define KSM_COLLECTION "api_keys"
+#define KSM_VERSION    1
+
+typedef struct ks_mongo {
+    ks_store_t base; /* first member */
+    mg_t *mg;
+    pthread_mutex_t index_lock;
+    int indexes_ready; /* under index_lock */
+} ks_mongo_t;
+
+
+static void ksm_set_err(char *err, size_t err_len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+
+static void ksm_set_err(char *err, size_t err_len, const char *fmt, ...) {
+    va_list ap;
+
+    if (err == NULL || err_len == 0) {
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(err, err_len, fmt, ap);
+    va_end(ap);
+}
+
+
+static void ksm_append_index(bson_t *indexes,
+                             const char *array_key,
+                             const char *name,
+                             const char *field1,
+                             const char *field2,
+                             int unique) {
+    bson_t index;
+    bson_t key;
+
+    BSON_APPEND_DOCUMENT_BEGIN(indexes, array_key, &index);
+    BSON_APPEND_DOCUMENT_BEGIN(&index, "key", &key);
+    BSON_APPEND_INT32(&key, field1, 1);
+    if (field2 != NULL) {
+        BSON_APPEND_INT32(&key, field2, 1);
+    }
+    bson_append_document_end(&index, &key);
+    BSON_APPEND_UTF8(&index, "name", name);
+    if (unique) {
+        BSON_APPEND_BOOL(&index, "unique", true);
+    }
+    bson_append_document_end(indexes, &index);
+}
+
+
+static int ksm_create_indexes(ks_mongo_t *m,
+                              int64_t deadline_mono_ms,
+                              char *err,
+                              size_t err_len) {
+    mongoc_client_t *client;
+    bson_t cmd = BSON_INITIALIZER;
+    bson_t indexes;
+    bson_t reply;
+    bson_error_t error;
+    int64_t max_time;
+    int rc;
+
+    rc = mg_max_time_ms(deadline_mono_ms, &max_time);
+    if (rc != CPS_OK) {
+        ksm_set_err(err, err_len, "create indexes: deadline passed");
+        bson_destroy(&cmd);
+        return rc;
+    }
+
+    BSON_APPEND_UTF8(&cmd, "createIndexes", KSM_COLLECTION);
+    BSON_APPEND_ARRAY_BEGIN(&cmd, "indexes", &indexes);
+    ksm_append_index(&indexes, "0", "key_hash_unique", "key_hash", NULL, 1);
+    ksm_append_index(&indexes, "1", "user_id_created_at", "user_id",
+                     "created_at", 0);
+    bson_append_array_end(&cmd, &indexes);
+    if (max_time > 0) {
+        BSON_APPEND_INT64(&cmd, "maxTimeMS", max_time);
+    }
+
+    client = mg_pop(m->mg);
+    if (client == NULL) {
+        bson_destroy(&cmd);
+        ksm_set_err(err, err_len, "create indexes: no MongoDB client");
+        return CPS_UNAVAILABLE;
+    }
+    rc = CPS_OK;
+    if (!mongoc_client_write_command_with_opts(client, mg_database_name(m->mg),
+                                               &cmd, NULL, &reply, &error)) {
+        rc =
+            mg_error(&error, "create indexes on " KSM_COLLECTION, err, err_len);
+    }
+    mg_push(m->mg, client);
+    bson_destroy(&reply);
+    bson_destroy(&cmd);
+    return rc;
+}
+
+
+/* Create the indexes unless that is already done. One thread at a time:
+ * the others wait for its answer rather than repeat the command. */
+static int ksm_ensure_indexes(ks_mongo_t *m,
+                              int64_t deadline_mono_ms,
+                              char *err,
+                              size_t err_len) {
+    int rc = CPS_OK;
+
+    pthread_mutex_lock(&m->index_lock);
+    if (!m->indexes_ready) {
+        rc = ksm_create_indexes(m, deadline_mono_ms, err, err_len);
+        m->indexes_ready = rc == CPS_OK;
+    }
+    pthread_mutex_unlock(&m->index_lock);
+    return rc;
+}
+
+
+static void ksm_append_opt_utf8(bson_t *doc, const char *key, const char *s) {
+    if (s != NULL) {
+        BSON_APPEND_UTF8(doc, key, s);
+    } else {
+        BSON_APPEND_NULL(doc, key);
+    }
+}
+
+
+static void ksm_append_opt_date(bson_t *doc, const char *key, int64_t ms) {
+    if (ms != 0) {
+        BSON_APPEND_DATE_TIME(doc, key, ms);
+    } else {
+        BSON_APPEND_NULL(doc, key);
+    }
+}
+
+
+static void ksm_append_lists(bson_t *doc, const ks_record_t *rec) {
+    bson_t array;
+    bson_t entry;
+    char idx[16];
+    const char *idx_key;
+
+    BSON_APPEND_ARRAY_BEGIN(doc, "scopes", &array);
+    for (size_t i = 0; i < rec->n_scopes; i++) {
+        bson_uint32_to_string((uint32_t)i, &idx_key, idx, sizeof(idx));
+        BSON_APPEND_UTF8(&array, idx_key, rec->scopes[i]);
+    }
+    bson_append_array_end(doc, &array);
+
+    BSON_APPEND_ARRAY_BEGIN(doc, "metadata", &array);
+    for (size_t i = 0; i < rec->n_metadata; i++) {
+        bson_uint32_to_string((uint32_t)i, &idx_key, idx, sizeof(idx));
+        BSON_APPEND_DOCUMENT_BEGIN(&array, idx_key, &entry);
+        BSON_APPEND_UTF8(&entry, "key", rec->metadata[i].key);
+        BSON_APPEND_UTF8(&entry, "value", rec->metadata[i].value);
+        bson_append_document_end(&array, &entry);
+    }
+    bson_append_array_end(doc, &array);
+}
+
+
+static void ksm_record_to_bson(const ks_record_t *rec, bson_t *doc) {
+    BSON_APPEND_UTF8(doc, "_id", rec->key_id);
+    BSON_APPEND_INT32(doc, "v", KSM_VERSION);
+    BSON_APPEND_BINARY(doc, "key_hash", BSON_SUBTYPE_BINARY, rec->hash,
+                       KS_HASH_LEN);
+    BSON_APPEND_UTF8(doc, "hint", rec->hint);
+    BSON_APPEND_UTF8(doc, "user_id", rec->user_id);
+    ksm_append_opt_utf8(doc, "name", rec->name);
+    ksm_append_opt_utf8(doc, "org_id", rec->org_id);
+    ksm_append_opt_utf8(doc, "project_id", rec->project_id);
+    BSON_APPEND_DATE_TIME(doc, "created_at", rec->created_at_ms);
+    ksm_append_opt_date(doc, "expires_at", rec->expires_at_ms);
+    ksm_append_opt_date(doc, "revoked_at", rec->revoked_at_ms);
+    ksm_append_opt_utf8(doc, "rotated_from", rec->rotated_from);
+    ksm_append_lists(doc, rec);
+}
+
+
+static int ksm_insert(ks_store_t *store,
+                      const ks_record_t *rec,
+                      int64_t deadline_mono_ms,
+                      char *err,
+                      size_t err_len) {
+    ks_mongo_t *m = (ks_mongo_t *)store;
+    mongoc_client_t *client;
+    mongoc_collection_t *coll;
+    bson_error_t error;
+    bson_t doc = BSON_INITIALIZER;
+    int rc;
+
+    if (rec->key_id == NULL || rec->hint == NULL || rec->user_id == NULL) {
+        ksm_set_err(err, err_len, "record lacks key_id, hint or user_id");
+        return CPS_INTERNAL;
+    }
+    rc = ksm_ensure_indexes(m, deadline_mono_ms, err, err_len);
+    if (rc != CPS_OK) {
+        return rc;
+    }
+
+    ksm_record_to_bson(rec, &doc);
+    client = mg_pop(m->mg);
+    if (client == NULL) {
+        bson_destroy(&doc);
+        ksm_set_err(err, err_len, "insert: no MongoDB client");
+        return CPS_UNAVAILABLE;
+    }
+    coll = mongoc_client_get_collection(client, mg_database_name(m->mg),
+                                        KSM_COLLECTION);
+    if (!mongoc_collection_insert_one(coll, &doc, NULL, NULL, &error)) {
+        rc = mg_error(&error, "insert into " KSM_COLLECTION, err, err_len);
+        /* Whatever the cause, the key was not stored: the caller must see
+         * a failed write, and retrying is its decision. */
+        if (rc == CPS_INTERNAL) {
+            rc = CPS_UNAVAILABLE;
+        }
+    }
+    mongoc_collection_destroy(coll);
+    mg_push(m->mg, client);
+    bson_destroy(&doc);
+    return rc;
+}
+
+
+/* Parsing a stored document. Each reader returns 1 when the field is
+ * well-formed (absent and null count as "not set" for optional fields). */
+
+static int
+ksm_read_str(const bson_t *doc, const char *key, int required, char **out) {
+    bson_iter_t it;
+    const char *s;
+    uint32_t len;
+
+    *out = NULL;
+    if (!bson_iter_init_find(&it, doc, key) || BSON_ITER_HOLDS_NULL(&it)) {
+        return !required;
+    }
+    if (!BSON_ITER_HOLDS_UTF8(&it)) {
+        return 0;
+    }
+    s = bson_iter_utf8(&it, &len);
+    if (memchr(s, '\0', len) != NULL) {
+        return 0;
+    }
+    *out = strndup(s, len);
+    return *out != NULL;
+}
+
+
+static int
+ksm_read_date(const bson_t *doc, const char *key, int required, int64_t *out) {
+    bson_iter_t it;
+
+    *out = 0;
+    if (!bson_iter_init_find(&it, doc, key) || BSON_ITER_HOLDS_NULL(&it)) {
+        return !required;
+    }
+    if (!BSON_ITER_HOLDS_DATE_TIME(&it)) {
+        return 0;
+    }
+    *out = bson_iter_date_time(&it);
+    return 1;
+}
+
+
+static int ksm_read_hash(const bson_t *doc, uint8_t hash[KS_HASH_LEN]) {
+    bson_iter_t it;
+    bson_subtype_t subtype;
+    const uint8_t *data;
+    uint32_t len;
+
+    if (!bson_iter_init_find(&it, doc, "key_hash") ||
+        !BSON_ITER_HOLDS_BINARY(&it)) {
+        return 0;
+    }
+    bson_iter_binary(&it, &subtype, &len, &data);
+    if (len != KS_HASH_LEN) {
+        return 0;
+    }
+    memcpy(hash, data, KS_HASH_LEN);
+    return 1;
+}
+
+
+/* Count the elements of the array at `it` and enter it. */
+static size_t ksm_array_len(bson_iter_t *it, bson_iter_t *child) {
+    size_t n = 0;
+    bson_iter_t count;
+
+    bson_iter_recurse(it, child);
+    bson_iter_recurse(it, &count);
+    while (bson_iter_next(&count)) {
+        n++;
+    }
+    return n;
+}
+
+
+static int ksm_read_scopes(const bson_t *doc, ks_record_t *rec) {
+    bson_iter_t it;
+    bson_iter_t child;
+    size_t n;
+
+    if (!bson_iter_init_find(&it, doc, "scopes") || BSON_ITER_HOLDS_NULL(&it)) {
+        return 1;
+    }
+    if (!BSON_ITER_HOLDS_ARRAY(&it)) {
+        return 0;
+    }
+    n = ksm_array_len(&it, &child);
+    if (n == 0) {
+        return 1;
+    }
+    rec->scopes = calloc(n, sizeof(*rec->scopes));
+    if (rec->scopes == NULL) {
+        return 0;
+    }
+    while (bson_iter_next(&child) && rec->n_scopes < n) {
+        uint32_t len;
+        const char *s;
+
+        if (!BSON_ITER_HOLDS_UTF8(&child)) {
+            return 0;
+        }
+        s = bson_iter_utf8(&child, &len);
+        if (memchr(s, '\0', len) != NULL) {
+            return 0;
+        }
+        rec->scopes[rec->n_scopes] = strndup(s, len);
+        if (rec->scopes[rec->n_scopes] == NULL) {
+            return 0;
+        }
+        rec->n_scopes++;
+    }
+    return 1;
+}
+
+
+static int ksm_read_meta_entry(bson_iter_t *entry, ks_meta_t *meta) {
+    bson_t sub;
+    const uint8_t *data;
+    uint32_t len;
+
+    if (!BSON_ITER_HOLDS_DOCUMENT(entry)) {
+        return 0;
+    }
+    bson_iter_document(entry, &len, &data);
+    if (!bson_init_static(&sub, data, len)) {
+        return 0;
+    }
+    return ksm_read_str(&sub, "key", 1, &meta->key) &&
+           ksm_read_str(&sub, "value", 1, &meta->value);
+}
+
+
+static int ksm_read_metadata(const bson_t *doc, ks_record_t *rec) {
+    bson_iter_t it;
+    bson_iter_t child;
+    size_t n;
+
+    if (!bson_iter_init_find(&it, doc, "metadata") ||
+        BSON_ITER_HOLDS_NULL(&it)) {
+        return 1;
+    }
+    if (!BSON_ITER_HOLDS_ARRAY(&it)) {
+        return 0;
+    }
+    n = ksm_array_len(&it, &child);
+    if (n == 0) {
+        return 1;
+    }
+    rec->metadata = calloc(n, sizeof(*rec->metadata));
+    if (rec->metadata == NULL) {
+        return 0;
+    }
+    while (bson_iter_next(&child) && rec->n_metadata < n) {
+        /* Counted before reading, so a half-read entry is still freed. */
+        rec->n_metadata++;
+        if (!ksm_read_meta_entry(&child, &rec->metadata[rec->n_metadata - 1])) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+
+/* An empty string in an optional field means "not set", as NULL does. */
+static void ksm_empty_to_null(char **s) {
+    if (*s != NULL && **s == '\0') {
+        free(*s);
+        *s = NULL;
+    }
+}
+
+
+static int ksm_record_from_bson(const bson_t *doc, ks_record_t *rec) {
+    int ok = ksm_read_str(doc, "_id", 1, &rec->key_id) &&
+             ksm_read_hash(doc, rec->hash) &&
+             ksm_read_str(doc, "hint", 1, &rec->hint) &&
+             ksm_read_str(doc, "user_id", 1, &rec->user_id) &&
+             ksm_read_str(doc, "name", 0, &rec->name) &&
+             ksm_read_str(doc, "org_id", 0, &rec->org_id) &&
+             ksm_read_str(doc, "project_id", 0, &rec->project_id) &&
+             ksm_read_str(doc, "rotated_from", 0, &rec->rotated_from) &&
+             ksm_read_date(doc, "created_at", 1, &rec->created_at_ms) &&
+             ksm_read_date(doc, "expires_at", 0, &rec->expires_at_ms) &&
+             ksm_read_date(doc, "revoked_at", 0, &rec->revoked_at_ms) &&
+             ksm_read_scopes(doc, rec) && ksm_read_metadata(doc, rec);
+
+    ksm_empty_to_null(&rec->org_id);
+    ksm_empty_to_null(&rec->project_id);
+    ksm_empty_to_null(&rec->rotated_from);
+    return ok;
+}
+
+
+static void ksm_find_opts(bson_t *opts, int64_t max_time) {
+    BSON_APPEND_INT64(opts, "limit", 1);
+    BSON_APPEND_BOOL(opts, "singleBatch", true);
+    if (max_time > 0) {
+        BSON_APPEND_INT64(opts, "maxTimeMS", max_time);
+    }
+}
+
+
+static int ksm_find_by_hash(ks_store_t *store,
+                            const uint8_t hash[KS_HASH_LEN],
+                            int64_t deadline_mono_ms,
+                            ks_record_t *out,
+                            char *err,
+                            size_t err_len) {
+    ks_mongo_t *m = (ks_mongo_t *)store;
+    mongoc_client_t *client;
+    mongoc_collection_t *coll;
+    mongoc_cursor_t *cursor;
+    const bson_t *doc;
+    bson_error_t error;
+    bson_t filter = BSON_INITIALIZER;
+    bson_t opts = BSON_INITIALIZER;
+    int64_t max_time;
+    int rc;
+
+    rc = mg_max_time_ms(deadline_mono_ms, &max_time);
+    if (rc != CPS_OK) {
+        ksm_set_err(err, err_len,
+                    "find in " KSM_COLLECTION ": deadline passed");
+        goto done;
+    }
+    BSON_APPEND_BINARY(&filter, "key_hash", BSON_SUBTYPE_BINARY, hash,
+                       KS_HASH_LEN);
+    ksm_find_opts(&opts, max_time);
+
+    client = mg_pop(m->mg);
+    if (client == NULL) {
+        ksm_set_err(err, err_len, "find: no MongoDB client");
+        rc = CPS_UNAVAILABLE;
+        goto done;
+    }
+    coll = mongoc_client_get_collection(client, mg_database_name(m->mg),
+                                        KSM_COLLECTION);
+    cursor = mongoc_collection_find_with_opts(coll, &filter, &opts, NULL);
+
+    rc = CPS_NOT_FOUND;
+    if (mongoc_cursor_next(cursor, &doc)) {
+        rc = CPS_OK;
+        if (!ksm_record_from_bson(doc, out)) {
+            ks_record_clear(out);
+            rc = CPS_INTERNAL;
+            ksm_set_err(err, err_len,
+                        "stored document in " KSM_COLLECTION " is malformed");
+        }
+    } else if (mongoc_cursor_error(cursor, &error)) {
+        rc = mg_error(&error, "find in " KSM_COLLECTION, err, err_len);
+    }
+
+    mongoc_cursor_destroy(cursor);
+    mongoc_collection_destroy(coll);
+    mg_push(m->mg, client);
+
+done:
+    bson_destroy(&opts);
+    bson_destroy(&filter);
+    return rc;
+}
+
+
+static int ksm_ping(ks_store_t *store,
+                    int64_t deadline_mono_ms,
+                    char *err,
+                    size_t err_len) {
+    ks_mongo_t *m = (ks_mongo_t *)store;
+    int64_t max_time;
+    int rc = mg_max_time_ms(deadline_mono_ms, &max_time);
+
+    if (rc != CPS_OK) {
+        ksm_set_err(err, err_len, "ping: deadline passed");
+        return rc;
+    }
+    if (max_time > INT32_MAX) {
+        max_time = INT32_MAX;
+    }
+    return mg_ping(m->mg, (int)max_time, err, err_len);
+}
+
+
+static void ksm_destroy(ks_store_t *store) {
+    ks_mongo_t *m = (ks_mongo_t *)store;
+
+    pthread_mutex_destroy(&m->index_lock);
+    free(m);
+}
+
+
+static const ks_ops_t ks_mongo_ops = {
+    .kind = "mongodb",
+    .insert = ksm_insert,
+    .find_by_hash = ksm_find_by_hash,
+    .ping = ksm_ping,
+    .destroy = ksm_destroy,
+};
+
+
+ks_store_t *ks_mongo_new(mg_t *mg, char *err, size_t err_len) {
+    ks_mongo_t *m = calloc(1, sizeof(*m));
+    int rc;
+
+    if (m == NULL) {
+        ksm_set_err(err, err_len, "out of memory");
+        return NULL;
+    }
+    if (pthread_mutex_init(&m->index_lock, NULL) != 0) {
+        free(m);
+        ksm_set_err(err, err_len, "pthread_mutex_init failed");
+        return NULL;
+    }
+    m->base.ops = &ks_mongo_ops;
+    m->mg = mg;
+
+    /* An unreachable server is not fatal here: the indexes then come
+     * before the first insert. A server that refuses them is. */
+    rc = ksm_ensure_indexes(m, 0, err, err_len);
+    if (rc != CPS_OK && rc != CPS_UNAVAILABLE && rc != CPS_DEADLINE_EXCEEDED) {
+        ksm_destroy(&m->base);
+        return NULL;
+    }
+    if (rc != CPS_OK && err != NULL && err_len > 0) {
+        err[0] = '\0';
+    }
+    return &m->base;
+}
