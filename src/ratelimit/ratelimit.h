@@ -10,7 +10,7 @@
  * cost can never fit); `reset_after_ms` is the time until no admitted unit is
  * left in the window.
  *
- * The service layer validates requests against src/core/limits.h before it
+ * The service layer validates requests against src/core/field_limits.h before it
  * calls a backend, so backends may assume 1 <= cost <= LIM_RL_COST_MAX,
  * limit <= LIM_RL_LIMIT_MAX and 1 <= window_ms <= LIM_RL_WINDOW_MAX_MS.
  */
