@@ -19,7 +19,8 @@
 #define CFG_SECRET_MAX 4096
 
 enum {
-    OPT_LISTEN = 256,
+    OPT_CONFIG = 256,
+    OPT_LISTEN,
     OPT_REDIS,
     OPT_REDIS_PREFIX,
     OPT_MONGO,
@@ -48,6 +49,9 @@ typedef struct cfg_opt {
 } cfg_opt_t;
 
 static const cfg_opt_t cfg_opts[] = {
+    {"config", OPT_CONFIG, "CPSTORE_CONFIG", "PATH",
+     "configuration file: policies, token kinds, sessions (reloaded on "
+     "SIGHUP)"},
     {"listen", OPT_LISTEN, "CPSTORE_LISTEN", "ADDR",
      "host:port or unix:/path to serve on (default 127.0.0.1:7300)"},
     {"redis", OPT_REDIS, "CPSTORE_REDIS_URL", "URL",
@@ -147,6 +151,9 @@ static int cfg_set(cfg_t *cfg, int id, const char *v, char *err,
     int level;
 
     switch (id) {
+    case OPT_CONFIG:
+        cfg->config_path = *v ? v : NULL;
+        return 0;
     case OPT_LISTEN:
         cfg->srv.listen = v;
         return 0;

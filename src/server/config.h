@@ -27,6 +27,7 @@ typedef struct cfg {
     const char *secret_file;
     const char *secret_env;   /* value of CPSTORE_SECRET */
     const char *key_prefix;   /* NULL: cpk_live in production, else cpk_dev */
+    const char *config_path;  /* NULL: built-in defaults (cfgfile.h) */
     int log_level;
     int workers;
     bool help;

@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include "apikeys.h"
+#include "cfgfile.h"
 #include "config.h"
 #include "crypto.h"
 #include "keystore.h"
@@ -24,6 +25,7 @@
 typedef struct daemon {
     uv_loop_t *loop;
     cfg_t cfg;
+    cf_file_t *config;
     uint8_t *secret;
     size_t secret_len;
     wk_pool_t *workers;
@@ -34,6 +36,7 @@ typedef struct daemon {
     srv_t *srv;
     uv_signal_t sigterm;
     uv_signal_t sigint;
+    uv_signal_t sighup;
     int exit_code;
 } daemon_t;
 
@@ -42,6 +45,64 @@ typedef struct daemon {
 static int main_refuse(const char *reason) {
     log_error("cannot start: %s", reason);
     return 1;
+}
+
+
+/* Load --config, or the defaults; NULL with a reason in err. */
+static cf_file_t *main_load_config(const cfg_t *cfg, char *err,
+                                   size_t err_len) {
+    cf_file_t *cf = calloc(1, sizeof(*cf));
+    int rc;
+
+    if (cf == NULL) {
+        snprintf(err, err_len, "out of memory");
+        return NULL;
+    }
+    if (cfg->config_path != NULL) {
+        rc = cf_load(cfg->config_path, cf, err, err_len);
+    } else {
+        rc = cf_defaults(cf);
+        if (rc != 0) {
+            snprintf(err, err_len, "out of memory");
+        }
+    }
+    if (rc != 0) {
+        free(cf);
+        return NULL;
+    }
+    return cf;
+}
+
+
+static void main_free_config(cf_file_t *cf) {
+    if (cf != NULL) {
+        cf_free(cf);
+        free(cf);
+    }
+}
+
+
+/* SIGHUP: a new configuration replaces the old whole, or not at all. */
+static void main_reload(uv_signal_t *handle, int signum) {
+    daemon_t *d = handle->data;
+    char err[512];
+    cf_file_t *cf;
+
+    (void)signum;
+    if (d->srv == NULL) {
+        return;
+    }
+    cf = main_load_config(&d->cfg, err, sizeof(err));
+    if (cf == NULL) {
+        log_error("reload failed, keeping the current configuration: %s",
+                  err);
+        return;
+    }
+    srv_set_config(d->srv, cf);
+    main_free_config(d->config);
+    d->config = cf;
+    log_info("configuration reloaded policies=%zu token_kinds=%zu",
+             cf->npolicies, cf->ntoken_kinds);
 }
 
 
@@ -148,6 +209,7 @@ static void main_drained(void *arg) {
     d->srv = NULL;
     uv_close((uv_handle_t *)&d->sigterm, NULL);
     uv_close((uv_handle_t *)&d->sigint, NULL);
+    uv_close((uv_handle_t *)&d->sighup, NULL);
     if (d->ratelimit != NULL) {
         d->ratelimit->ops->close(d->ratelimit);
         d->ratelimit = NULL;
@@ -197,6 +259,7 @@ static void main_cleanup(daemon_t *d) {
         crypto_cleanse(d->secret, d->secret_len);
         free(d->secret);
     }
+    main_free_config(d->config);
 }
 
 
@@ -221,7 +284,13 @@ int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     d.loop = uv_default_loop();
 
-    d.exit_code = main_secret(&d);
+    d.config = main_load_config(&d.cfg, err, sizeof(err));
+    if (d.config == NULL) {
+        d.exit_code = main_refuse(err);
+    }
+    if (d.exit_code == 0) {
+        d.exit_code = main_secret(&d);
+    }
     if (d.exit_code == 0) {
         d.exit_code = main_backends(&d);
     }
@@ -231,6 +300,7 @@ int main(int argc, char **argv) {
             .apikeys = d.apikeys,
             .keystore = d.keystore,
             .workers = d.workers,
+            .config = d.config,
         };
 
         d.srv = srv_start(d.loop, &d.cfg.srv, &be, err, sizeof(err));
@@ -249,6 +319,9 @@ int main(int argc, char **argv) {
     d.sigint.data = &d;
     uv_signal_start(&d.sigterm, main_signal, SIGTERM);
     uv_signal_start(&d.sigint, main_signal, SIGINT);
+    uv_signal_init(d.loop, &d.sighup);
+    d.sighup.data = &d;
+    uv_signal_start(&d.sighup, main_reload, SIGHUP);
 
     log_info("listening addr=%s version=%s profile=%s ratelimit=%s "
              "apikeys=%s",

@@ -44,6 +44,8 @@
 #include "cpstore/v1/common.pb-c.h"
 #include "cpstore/v1/health.pb-c.h"
 #include "cpstore/v1/ratelimit.pb-c.h"
+#include "cpstore/v1/sessions.pb-c.h"
+#include "cpstore/v1/tokens.pb-c.h"
 
 #define CONN_READ_CHUNK (64 * 1024)
 #define CONN_HIGH_WATER (4u * 1024 * 1024)
@@ -137,6 +139,32 @@ static const method_t srv_methods[] = {
      svc_apikeys_create},
     {CPSTORE__V1__API_KEYS_METHOD__API_KEYS_METHOD_VERIFY, "ApiKeys.Verify",
      svc_apikeys_verify},
+    {CPSTORE__V1__RATE_LIMITER_METHOD__RATE_LIMITER_METHOD_CHECK_MANY,
+     "RateLimiter.CheckMany", svc_ratelimit_check_many},
+    {CPSTORE__V1__API_KEYS_METHOD__API_KEYS_METHOD_GET, "ApiKeys.Get",
+     svc_apikeys_get},
+    {CPSTORE__V1__API_KEYS_METHOD__API_KEYS_METHOD_LIST, "ApiKeys.List",
+     svc_apikeys_list},
+    {CPSTORE__V1__API_KEYS_METHOD__API_KEYS_METHOD_REVOKE, "ApiKeys.Revoke",
+     svc_apikeys_revoke},
+    {CPSTORE__V1__API_KEYS_METHOD__API_KEYS_METHOD_ROTATE, "ApiKeys.Rotate",
+     svc_apikeys_rotate},
+    {CPSTORE__V1__TOKENS_METHOD__TOKENS_METHOD_ISSUE, "Tokens.Issue",
+     svc_tokens_issue},
+    {CPSTORE__V1__TOKENS_METHOD__TOKENS_METHOD_CONSUME, "Tokens.Consume",
+     svc_tokens_consume},
+    {CPSTORE__V1__TOKENS_METHOD__TOKENS_METHOD_REVOKE, "Tokens.Revoke",
+     svc_tokens_revoke},
+    {CPSTORE__V1__SESSIONS_METHOD__SESSIONS_METHOD_CREATE, "Sessions.Create",
+     svc_sessions_create},
+    {CPSTORE__V1__SESSIONS_METHOD__SESSIONS_METHOD_VALIDATE,
+     "Sessions.Validate", svc_sessions_validate},
+    {CPSTORE__V1__SESSIONS_METHOD__SESSIONS_METHOD_REVOKE, "Sessions.Revoke",
+     svc_sessions_revoke},
+    {CPSTORE__V1__SESSIONS_METHOD__SESSIONS_METHOD_REVOKE_ALL,
+     "Sessions.RevokeAll", svc_sessions_revoke_all},
+    {CPSTORE__V1__SESSIONS_METHOD__SESSIONS_METHOD_LIST, "Sessions.List",
+     svc_sessions_list},
 };
 
 static void conn_close(conn_t *c);
@@ -154,6 +182,11 @@ void srv_config_defaults(srv_config_t *cfg) {
     cfg->idle_timeout_ms = 300000;
     cfg->frame_timeout_ms = 10000;
     cfg->drain_timeout_ms = 10000;
+}
+
+
+void srv_set_config(srv_t *srv, const cf_file_t *config) {
+    srv->be.config = config;
 }
 
 
@@ -408,6 +441,13 @@ static void call_timeout_cb(uv_timer_t *timer) {
 
 const srv_backends_t *call_backends(const call_t *call) {
     return &call->srv->be;
+}
+
+
+const char *call_method_name(const call_t *call) {
+    const method_t *m = srv_find_method(call->method);
+
+    return m ? m->name : "?";
 }
 
 

@@ -14,6 +14,7 @@
 #include <uv.h>
 
 #include "apikeys.h"
+#include "cfgfile.h"
 #include "keystore.h"
 #include "ratelimit.h"
 #include "worker.h"
@@ -33,12 +34,18 @@ typedef struct srv_config {
 /* Defaults for every field of srv_config_t. */
 void srv_config_defaults(srv_config_t *cfg);
 
+typedef struct tk_service tk_service_t; /* src/tokens/tokens.h */
+typedef struct ss_service ss_service_t; /* src/sessions/sessions.h */
+
 /* What the server serves. Borrowed; must outlive the server. */
 typedef struct srv_backends {
     rl_backend_t *ratelimit;
     ak_service_t *apikeys;
     ks_store_t *keystore;
+    tk_service_t *tokens;
+    ss_service_t *sessions;
     wk_pool_t *workers;
+    const cf_file_t *config; /* replaced by srv_set_config() */
 } srv_backends_t;
 
 typedef struct srv srv_t;
@@ -56,6 +63,11 @@ srv_t *srv_start(uv_loop_t *loop,
  * The server frees itself after done returns.
  */
 void srv_shutdown(srv_t *srv, void (*done)(void *arg), void *arg);
+
+/* Serve from now on with a new configuration file (SIGHUP). The caller
+ * keeps ownership of both the old and the new one; calls read it only on
+ * the loop thread, so the old one may be freed right after this call. */
+void srv_set_config(srv_t *srv, const cf_file_t *config);
 
 /* The address actually bound ("127.0.0.1:7300"), for logs. */
 const char *srv_address(const srv_t *srv);
