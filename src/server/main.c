@@ -2,6 +2,7 @@
  * cpstored: parse the configuration, open the backends, serve until SIGTERM
  * or SIGINT, then drain and exit 0.
  */
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,11 +17,14 @@
 #include "keystore.h"
 #include "log.h"
 #include "mongo.h"
+#include "probe.h"
+#include "status.h"
 #include "ratelimit.h"
 #include "server.h"
 #include "worker.h"
 
 #define MAIN_DEV_SECRET_LEN 32
+#define MAIN_PROBE_MS       3000
 
 typedef struct daemon {
     uv_loop_t *loop;
@@ -142,6 +146,11 @@ static int main_backends(daemon_t *d) {
         return main_refuse("the production profile needs --redis and "
                            "--mongo; it never uses the memory backends");
     }
+    if (d->cfg.profile == CFG_PROFILE_PRODUCTION &&
+        probe_redis(d->cfg.redis_url, MAIN_PROBE_MS, err, sizeof(err)) !=
+            CPS_OK) {
+        return main_refuse(err);
+    }
 
     d->workers = wk_pool_new(d->loop, d->cfg.workers);
     if (d->workers == NULL) {
@@ -172,6 +181,14 @@ static int main_backends(daemon_t *d) {
             return main_refuse(err);
         }
         mg_set_pool_size(d->mongo, (uint32_t)d->cfg.workers);
+        if (d->cfg.profile == CFG_PROFILE_PRODUCTION &&
+            mg_ping(d->mongo, MAIN_PROBE_MS, err, sizeof(err)) != CPS_OK) {
+            char reason[300];
+
+            snprintf(reason, sizeof(reason),
+                     "mongodb is not reachable: %s", err);
+            return main_refuse(reason);
+        }
         d->keystore = ks_mongo_new(d->mongo, err, sizeof(err));
         if (d->keystore == NULL) {
             return main_refuse(err);
@@ -207,9 +224,12 @@ static void main_drained(void *arg) {
     daemon_t *d = arg;
 
     d->srv = NULL;
-    uv_close((uv_handle_t *)&d->sigterm, NULL);
-    uv_close((uv_handle_t *)&d->sigint, NULL);
-    uv_close((uv_handle_t *)&d->sighup, NULL);
+    /* Keep catching signals until the very end, so a second SIGTERM
+     * during the last steps does not kill the process; unref'd handles do
+     * not keep the loop alive. */
+    uv_unref((uv_handle_t *)&d->sigterm);
+    uv_unref((uv_handle_t *)&d->sigint);
+    uv_unref((uv_handle_t *)&d->sighup);
     if (d->ratelimit != NULL) {
         d->ratelimit->ops->close(d->ratelimit);
         d->ratelimit = NULL;
@@ -234,13 +254,22 @@ static void main_signal(uv_signal_t *handle, int signum) {
 
 
 static void main_cleanup(daemon_t *d) {
+    sigset_t block;
+
     if (d->ratelimit != NULL) {
         d->ratelimit->ops->close(d->ratelimit);
     }
     if (d->workers != NULL) {
         wk_pool_close(d->workers);
     }
-    /* Run close callbacks of anything still open, then close the loop. */
+    /* Closing the signal handles restores the default actions, which would
+     * let a late SIGTERM kill a process that is exiting cleanly: block the
+     * signals first. Then run the close callbacks and close the loop. */
+    sigemptyset(&block);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &block, NULL);
     uv_walk(d->loop, main_close_handle, NULL);
     uv_run(d->loop, UV_RUN_DEFAULT);
     if (uv_loop_close(d->loop) != 0) {
