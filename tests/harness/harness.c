@@ -349,3 +349,63 @@ int h_raw_wait_closed(int fd, int timeout_ms) {
         }
     }
 }
+
+
+int h_ferretdb_start(h_proc_t *p, int port, const char *dir) {
+    const char *bin = getenv("CPSTORE_TEST_FERRETDB_BIN");
+    char listen[64], sqlite[600], state[600];
+
+    if (bin == NULL || *bin == '\0') {
+        return 0;
+    }
+    memset(p, 0, sizeof(*p));
+    p->port = port ? port : h_free_port();
+    snprintf(p->addr, sizeof(p->addr), "127.0.0.1:%d", p->port);
+    snprintf(listen, sizeof(listen), "--listen-addr=127.0.0.1:%d", p->port);
+    snprintf(sqlite, sizeof(sqlite), "--sqlite-url=file:%s/", dir);
+    snprintf(state, sizeof(state), "--state-dir=%s", dir);
+
+    const char *argv[] = {bin,
+                          "--handler=sqlite",
+                          sqlite,
+                          state,
+                          listen,
+                          "--telemetry=disable",
+                          "--debug-addr=-",
+                          "--log-level=error",
+                          NULL};
+    h_spawn(p, argv, NULL);
+    h_wait_started(p, "ferretdb");
+    return 1;
+}
+
+
+int h_run(const char *const *argv,
+          const char *const *env,
+          int timeout_ms,
+          char **output) {
+    h_proc_t p;
+    int status = 0;
+
+    memset(&p, 0, sizeof(p));
+    h_spawn(&p, argv, env);
+    for (int waited = 0;; waited += 10) {
+        pid_t r = waitpid(p.pid, &status, WNOHANG);
+
+        if (r == p.pid) {
+            break;
+        }
+        if (waited >= timeout_ms) {
+            kill(p.pid, SIGKILL);
+            waitpid(p.pid, &status, 0);
+            break;
+        }
+        usleep(10 * 1000);
+    }
+    p.pid = 0;
+    if (output != NULL) {
+        *output = h_proc_log(&p);
+    }
+    unlink(p.log_path);
+    return status;
+}

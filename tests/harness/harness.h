@@ -45,6 +45,24 @@ void h_cpstored_start(h_proc_t *p,
 /* Start redis-server on `port` (0: a free one), without persistence. */
 void h_redis_start(h_proc_t *p, int port);
 
+/*
+ * Start FerretDB (the binary in CPSTORE_TEST_FERRETDB_BIN) on `port`
+ * (0: a free one) with its SQLite files in dir, which is kept between
+ * starts so a restart on the same port and dir finds the same data. Returns
+ * false when CPSTORE_TEST_FERRETDB_BIN is unset (a real MongoDB is in use).
+ */
+int h_ferretdb_start(h_proc_t *p, int port, const char *dir);
+
+/*
+ * Run a program to completion (at most timeout_ms, then SIGKILL) with
+ * extra environment entries; its stdout and stderr together go to *output
+ * (caller frees). Returns the waitpid status.
+ */
+int h_run(const char *const *argv,
+          const char *const *env,
+          int timeout_ms,
+          char **output);
+
 /* SIGTERM, wait up to 10 s, then SIGKILL. Returns the exit status as
  * waitpid reports it. Safe to call twice. */
 int h_proc_stop(h_proc_t *p);
