@@ -21,7 +21,7 @@ packages=(
     nanopb libnanopb-dev
     # tests: Criterion, the Redis server the tests start, redis-cli,
     # openssl for test certificates
-    libcriterion-dev redis-server redis-tools openssl
+    libcriterion-dev redis-server redis-tools openssl tzdata
     # Go fetches FerretDB's modules over HTTPS
     ca-certificates
 )

@@ -446,3 +446,69 @@ Test(ak_unreachable, create_and_verify_are_unavailable, .fini = stop_server,
     cr_assert_not(health.backends[1].up);
     cpc_close(c);
 }
+
+
+/*
+ * Expiry is UTC milliseconds end to end, whatever the server's time zone:
+ * under TZ=Asia/Kolkata (UTC+05:30) a key is valid 1 s before its expiry
+ * and expired 1 s after it, and MongoDB holds exactly that instant.
+ */
+static void start_mongo_in_kolkata(void) {
+    const char *args[] = {mongo_arg, db_arg, NULL};
+    const char *env[] = {"CPSTORE_SECRET=" SECRET, "TZ=Asia/Kolkata", NULL};
+
+    on_mongo = 1;
+    h_unique(db_name, sizeof(db_name), "cpstore_tz");
+    snprintf(mongo_arg, sizeof(mongo_arg), "--mongo=%s", h_mongo_uri());
+    snprintf(db_arg, sizeof(db_arg), "--mongo-db=%s", db_name);
+    h_cpstored_start(&server, args, env);
+}
+
+
+static void wait_until(int64_t utc_ms) {
+    int64_t now = clock_now_ms();
+
+    if (now < utc_ms) {
+        usleep((useconds_t)(utc_ms - now) * 1000);
+    }
+}
+
+
+Test(ak_time, utc_expiry_is_exact_under_another_time_zone,
+     .init = start_mongo_in_kolkata, .fini = stop_server, .timeout = 60) {
+    cpc_t *c = h_connect(&server);
+    key_opts_t o = {.scopes = {"a:b"}};
+    cpstore_v1_CreateApiKeyResponse k;
+    mongoc_client_t *client;
+    mongoc_collection_t *coll;
+    mongoc_cursor_t *cursor;
+    const bson_t *doc;
+    bson_iter_t it;
+    bson_t *filter;
+
+    o.expires_at_ms = clock_now_ms() + 2500;
+    k = create_key(c, &o);
+    cr_assert_eq(k.info.expires_at_ms, o.expires_at_ms);
+
+    client = mongo_client();
+    coll = mongoc_client_get_collection(client, db_name, "api_keys");
+    filter = BCON_NEW("_id", BCON_UTF8(k.key_id));
+    cursor = mongoc_collection_find_with_opts(coll, filter, NULL, NULL);
+    cr_assert(mongoc_cursor_next(cursor, &doc));
+    cr_assert(bson_iter_init_find(&it, doc, "expires_at"));
+    cr_assert_eq(bson_iter_type(&it), BSON_TYPE_DATE_TIME);
+    cr_assert_eq(bson_iter_date_time(&it), o.expires_at_ms,
+                 "stored %lld, asked %lld",
+                 (long long)bson_iter_date_time(&it),
+                 (long long)o.expires_at_ms);
+    bson_destroy(filter);
+    mongoc_cursor_destroy(cursor);
+    mongoc_collection_destroy(coll);
+    mongoc_client_destroy(client);
+
+    wait_until(o.expires_at_ms - 1000);
+    cr_assert_eq(verify_code(c, k.key, NULL), cpstore_v1_VerifyCode_VALID);
+    wait_until(o.expires_at_ms + 1000);
+    cr_assert_eq(verify_code(c, k.key, NULL), cpstore_v1_VerifyCode_EXPIRED);
+    cpc_close(c);
+}
