@@ -7,7 +7,10 @@
  * own. The Redis-only tests look inside Redis through a plain synchronous
  * hiredis connection, or start a redis-server of their own to stop, freeze
  * and restart. Every test ends by closing the backend and checking that the
- * loop then closes with no handle left.
+ * loop then closes with no handle left. Several limits at once
+ * (check_many) are tested the same way, on keys that share the test's hash
+ * tag, and looked at both inside Redis (ZCARD of every key) and through
+ * follow-up checks, which work on both backends.
  */
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
@@ -531,6 +534,329 @@ RL_TEST(retry_after_tells_exactly_when_a_request_fits) {
 }
 
 
+/* ---- several limits at once (check_many) ----------------------------- */
+
+typedef struct t_many {
+    int calls;
+    int status;
+    size_t n;
+    rl_result_t res[RL_MANY_MAX];
+    char msg[128];
+} t_many_t;
+
+
+static void t_on_many(
+    void *arg, int status, const rl_result_t *res, size_t n, const char *msg) {
+    t_many_t *a = arg;
+
+    a->calls++;
+    a->status = status;
+    a->n = n;
+    for (size_t i = 0; res != NULL && i < n && i < RL_MANY_MAX; i++) {
+        a->res[i] = res[i];
+    }
+    snprintf(a->msg, sizeof(a->msg), "%s", msg ? msg : "");
+}
+
+
+typedef struct t_many_batch {
+    t_many_t *answers;
+    size_t n;
+} t_many_batch_t;
+
+
+static bool t_many_batch_done(void *arg) {
+    t_many_batch_t *b = arg;
+
+    for (size_t i = 0; i < b->n; i++) {
+        if (b->answers[i].calls == 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
+
+/* A limit of a check_many: the test's key with a suffix, so that all of
+ * one test's keys share its hash tag. */
+typedef struct t_limit {
+    char key[192];
+    uint64_t limit;
+    uint64_t cost;
+} t_limit_t;
+
+
+static void t_limit_init(const t_env_t *e,
+                         t_limit_t *l,
+                         const char *suffix,
+                         uint64_t limit,
+                         uint64_t cost) {
+    snprintf(l->key, sizeof(l->key), "{%s}:%s", e->key, suffix);
+    l->limit = limit;
+    l->cost = cost;
+}
+
+
+static void
+t_requests(const t_limit_t *const *limits, size_t n, rl_request_t *reqs) {
+    for (size_t i = 0; i < n; i++) {
+        reqs[i] = (rl_request_t){
+            .key = limits[i]->key,
+            .key_len = strlen(limits[i]->key),
+            .limit = limits[i]->limit,
+            .window_ms = T_HOUR_MS,
+            .cost = limits[i]->cost,
+            .timeout_ms = T_TIMEOUT_MS,
+        };
+    }
+}
+
+
+/* Start one check_many per entry of sets (each of n limits) without
+ * running the loop in between, then run it until every one is answered;
+ * each must succeed with one result per limit. */
+static void t_many_fire(t_env_t *e,
+                        const t_limit_t *const *const *sets,
+                        size_t n,
+                        t_many_t *answers,
+                        size_t count) {
+    rl_request_t reqs[RL_MANY_MAX];
+    t_many_batch_t batch = {answers, count};
+
+    memset(answers, 0, count * sizeof(*answers));
+    for (size_t i = 0; i < count; i++) {
+        t_requests(sets[i], n, reqs);
+        cr_assert_eq(rl_check_many(e->be, reqs, n, t_on_many, &answers[i]),
+                     CPS_OK);
+    }
+    t_run_until(e, t_many_batch_done, &batch, T_TIMEOUT_MS + T_PATIENCE);
+    for (size_t i = 0; i < count; i++) {
+        cr_assert_eq(answers[i].calls, 1, "call %zu answered %d times", i,
+                     answers[i].calls);
+        cr_assert_eq(answers[i].status, CPS_OK, "call %zu: %s %s", i,
+                     cps_status_name(answers[i].status), answers[i].msg);
+        cr_assert_eq(answers[i].n, n);
+    }
+}
+
+
+/* One check_many of the n limits. */
+static t_many_t t_many(t_env_t *e, const t_limit_t *const *limits, size_t n) {
+    t_many_t a;
+
+    t_many_fire(e, &limits, n, &a, 1);
+    for (size_t i = 0; i < n; i++) {
+        cr_assert_eq(a.res[i].limit, limits[i]->limit);
+        cr_assert_leq(a.res[i].remaining, limits[i]->limit);
+    }
+    return a;
+}
+
+
+static bool t_many_allowed(const t_many_t *a) {
+    for (size_t i = 0; i < a->n; i++) {
+        if (!a->res[i].allowed) {
+            return false;
+        }
+    }
+    return true;
+}
+
+
+static long long t_zcard_of(const t_env_t *e, const char *key) {
+    redisContext *c = t_sync_connect(e->url);
+    char full[256];
+    long long n;
+
+    snprintf(full, sizeof(full), "%s%s", T_PREFIX, key);
+    n = t_sync_int(c, "ZCARD %s", full);
+    redisFree(c);
+    return n;
+}
+
+
+/* Units a limit holds now, by a check that cannot fit (cost above the
+ * limit is denied without consuming) on either backend. */
+static uint64_t t_used(t_env_t *e, const t_limit_t *l) {
+    t_answer_t a =
+        t_check_on(e, l->key, l->limit, T_HOUR_MS, l->limit + 1, T_TIMEOUT_MS);
+
+    cr_assert_eq(a.status, CPS_OK);
+    cr_assert_not(a.res.allowed);
+    return l->limit - a.res.remaining;
+}
+
+
+RL_TEST(many_denied_by_one_limit_consumes_on_no_limit) {
+    t_limit_t a, b, c;
+    const t_limit_t *limits[] = {&a, &b, &c};
+    t_many_t r;
+
+    t_limit_init(e, &a, "a", 10, 1);
+    t_limit_init(e, &b, "b", 2, 1);
+    t_limit_init(e, &c, "c", 10, 3);
+    /* a holds 4 units already, b is full. */
+    cr_assert(t_check_on(e, a.key, 10, T_HOUR_MS, 4, T_TIMEOUT_MS).res.allowed);
+    cr_assert(t_check_on(e, b.key, 2, T_HOUR_MS, 2, T_TIMEOUT_MS).res.allowed);
+
+    r = t_many(e, limits, 3);
+    cr_assert_not(t_many_allowed(&r));
+    cr_assert(r.res[0].allowed, "a alone has room");
+    cr_assert_eq(r.res[0].remaining, 6, "and nothing was taken from it");
+    cr_assert_eq(r.res[0].retry_after_ms, 0);
+    cr_assert_not(r.res[1].allowed, "b is the limit that denies");
+    cr_assert_eq(r.res[1].remaining, 0);
+    cr_assert_gt(r.res[1].retry_after_ms, 0);
+    cr_assert_leq(r.res[1].retry_after_ms, T_HOUR_MS);
+    cr_assert(r.res[2].allowed);
+    cr_assert_eq(r.res[2].remaining, 10);
+    cr_assert_eq(r.res[2].reset_after_ms, 0, "c holds nothing");
+
+    if (e->redis) {
+        cr_assert_eq(t_zcard_of(e, a.key), 4);
+        cr_assert_eq(t_zcard_of(e, b.key), 2);
+        cr_assert_eq(t_zcard_of(e, c.key), 0);
+    }
+    cr_assert_eq(t_used(e, &a), 4);
+    cr_assert_eq(t_used(e, &b), 2);
+    cr_assert_eq(t_used(e, &c), 0);
+}
+
+
+RL_TEST(many_admitted_consumes_on_every_limit) {
+    t_limit_t a, b;
+    const t_limit_t *limits[] = {&a, &b};
+    t_many_t r;
+
+    t_limit_init(e, &a, "a", 5, 2);
+    t_limit_init(e, &b, "b", 5, 3);
+
+    r = t_many(e, limits, 2);
+    cr_assert(t_many_allowed(&r));
+    cr_assert_eq(r.res[0].remaining, 3);
+    cr_assert_eq(r.res[1].remaining, 2);
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(r.res[i].retry_after_ms, 0);
+        cr_assert_gt(r.res[i].reset_after_ms, 0);
+        cr_assert_leq(r.res[i].reset_after_ms, T_HOUR_MS);
+    }
+    if (e->redis) {
+        cr_assert_eq(t_zcard_of(e, a.key), 2);
+        cr_assert_eq(t_zcard_of(e, b.key), 3);
+    }
+
+    /* Now b lacks room for 3 more: denied by b, and a keeps its 3. */
+    r = t_many(e, limits, 2);
+    cr_assert(r.res[0].allowed);
+    cr_assert_eq(r.res[0].remaining, 3);
+    cr_assert_not(r.res[1].allowed);
+    cr_assert_eq(r.res[1].remaining, 2);
+    cr_assert_eq(t_used(e, &a), 2);
+    cr_assert_eq(t_used(e, &b), 3);
+}
+
+
+RL_TEST(many_cost_above_a_limit_is_denied_without_retry_time) {
+    t_limit_t a, b;
+    const t_limit_t *limits[] = {&a, &b};
+    t_many_t r;
+
+    t_limit_init(e, &a, "a", 5, 1);
+    t_limit_init(e, &b, "b", 0, 1);
+
+    r = t_many(e, limits, 2);
+    cr_assert(r.res[0].allowed);
+    cr_assert_not(r.res[1].allowed, "limit 0 denies");
+    cr_assert_eq(r.res[1].retry_after_ms, 0, "waiting cannot help");
+    cr_assert_eq(t_used(e, &a), 0);
+}
+
+
+/*
+ * 100 calls fired together on overlapping keys: half want a and b, half b
+ * and c. b is the tighter limit overall, so exactly 40 calls get in, never
+ * more than 25 through a or c, and each key holds exactly what its
+ * admitted calls took.
+ */
+RL_TEST(racing_many_calls_on_overlapping_keys_never_exceed_any_limit) {
+    static t_many_t answers[100];
+    static const t_limit_t *sets[100][2];
+    t_limit_t a, b, c;
+    size_t ab = 0, bc = 0;
+
+    t_limit_init(e, &a, "a", 25, 1);
+    t_limit_init(e, &b, "b", 40, 1);
+    t_limit_init(e, &c, "c", 25, 1);
+    for (size_t i = 0; i < 100; i++) {
+        sets[i][0] = i % 2 ? &b : &a;
+        sets[i][1] = i % 2 ? &c : &b;
+    }
+    {
+        const t_limit_t *const *ptrs[100];
+
+        for (size_t i = 0; i < 100; i++) {
+            ptrs[i] = sets[i];
+        }
+        t_many_fire(e, ptrs, 2, answers, 100);
+    }
+    for (size_t i = 0; i < 100; i++) {
+        if (t_many_allowed(&answers[i])) {
+            *(i % 2 ? &bc : &ab) += 1;
+        }
+    }
+    cr_assert_leq(ab, 25);
+    cr_assert_leq(bc, 25);
+    cr_assert_eq(ab + bc, 40, "admitted %zu + %zu", ab, bc);
+    if (e->redis) {
+        cr_assert_eq(t_zcard_of(e, a.key), (long long)ab);
+        cr_assert_eq(t_zcard_of(e, b.key), 40);
+        cr_assert_eq(t_zcard_of(e, c.key), (long long)bc);
+    }
+    cr_assert_eq(t_used(e, &a), ab);
+    cr_assert_eq(t_used(e, &b), 40);
+    cr_assert_eq(t_used(e, &c), bc);
+}
+
+
+RL_TEST(many_refuses_no_checks_too_many_and_a_repeated_key) {
+    rl_request_t reqs[RL_MANY_MAX + 1];
+    char keys[RL_MANY_MAX + 1][200];
+    t_many_t a = {0};
+    t_many_batch_t batch = {&a, 1};
+
+    for (size_t i = 0; i <= RL_MANY_MAX; i++) {
+        snprintf(keys[i], sizeof(keys[i]), "{%s}:%zu", e->key, i);
+        reqs[i] = (rl_request_t){.key = keys[i],
+                                 .key_len = strlen(keys[i]),
+                                 .limit = 5,
+                                 .window_ms = T_HOUR_MS,
+                                 .cost = 1,
+                                 .timeout_ms = T_TIMEOUT_MS};
+    }
+    cr_assert_eq(rl_check_many(e->be, reqs, 0, t_on_many, &a),
+                 CPS_INVALID_ARGUMENT);
+    cr_assert_eq(rl_check_many(e->be, reqs, RL_MANY_MAX + 1, t_on_many, &a),
+                 CPS_INVALID_ARGUMENT);
+    reqs[7].key = keys[3];
+    reqs[7].key_len = strlen(keys[3]);
+    cr_assert_eq(rl_check_many(e->be, reqs, RL_MANY_MAX, t_on_many, &a),
+                 CPS_INVALID_ARGUMENT);
+    uv_run(&e->loop, UV_RUN_NOWAIT);
+    cr_assert_eq(a.calls, 0, "a refused call has no callback");
+
+    /* Sixteen distinct keys are fine. */
+    reqs[7].key = keys[7];
+    reqs[7].key_len = strlen(keys[7]);
+    cr_assert_eq(rl_check_many(e->be, reqs, RL_MANY_MAX, t_on_many, &a),
+                 CPS_OK);
+    t_run_until(e, t_many_batch_done, &batch, T_TIMEOUT_MS + T_PATIENCE);
+    cr_assert_eq(a.status, CPS_OK, "%s", a.msg);
+    cr_assert_eq(a.n, RL_MANY_MAX);
+    cr_assert(t_many_allowed(&a));
+    cr_assert_eq(a.res[15].remaining, 4);
+}
+
+
 /* ---- memory backend only --------------------------------------------- */
 
 static bool t_only_one_key_left(void *arg) {
@@ -974,4 +1300,116 @@ Test(rl_redis, url_parts_are_decoded) {
     cr_assert_null(u.user);
     cr_assert_null(u.password);
     rl_redis_url_free(&u);
+}
+
+
+/* ---- check_many on Redis only ---------------------------------------- */
+
+Test(rl_redis, every_key_of_a_check_many_carries_an_expiry) {
+    t_env_t env;
+    t_env_t *e = &env;
+    t_limit_t a, b;
+    const t_limit_t *limits[] = {&a, &b};
+    redisContext *c;
+    char key[256];
+
+    t_open(e, true);
+    t_limit_init(e, &a, "a", 1, 1);
+    t_limit_init(e, &b, "b", 5, 1);
+    cr_assert(t_many(e, limits, 2).res[0].allowed);
+    cr_assert_not(t_many(e, limits, 2).res[0].allowed);
+
+    c = t_sync_connect(e->url);
+    for (int i = 0; i < 2; i++) {
+        long long pttl;
+
+        snprintf(key, sizeof(key), "%s%s", T_PREFIX, limits[i]->key);
+        pttl = t_sync_int(c, "PTTL %s", key);
+        cr_assert_gt(pttl, 0, "%s has no expiry", key);
+        cr_assert_leq(pttl, T_HOUR_MS);
+    }
+    redisFree(c);
+    t_close(e);
+}
+
+
+Test(rl_redis, script_flush_is_invisible_to_check_many) {
+    t_env_t env;
+    t_env_t *e = &env;
+    t_limit_t a, b;
+    const t_limit_t *limits[] = {&a, &b};
+    redisContext *c;
+    redisReply *r;
+
+    t_open(e, true);
+    t_limit_init(e, &a, "a", 10, 1);
+    t_limit_init(e, &b, "b", 10, 2);
+    {
+        t_many_t m = t_many(e, limits, 2);
+
+        cr_assert(t_many_allowed(&m));
+    }
+
+    c = t_sync_connect(e->url);
+    r = redisCommand(c, "SCRIPT FLUSH");
+    cr_assert(r != NULL && r->type == REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+    redisFree(c);
+
+    for (int i = 0; i < 2; i++) {
+        t_many_t m = t_many(e, limits, 2);
+
+        cr_assert(t_many_allowed(&m));
+    }
+    cr_assert_eq(t_zcard_of(e, a.key), 3, "each call ran once");
+    cr_assert_eq(t_zcard_of(e, b.key), 6);
+    t_close(e);
+}
+
+
+Test(rl_redis, unreachable_redis_fails_check_many_at_once) {
+    t_env_t env;
+    t_env_t *e = &env;
+    char url[64];
+    rl_request_t reqs[2] = {
+        {.key = "a", .key_len = 1, .limit = 1, .window_ms = 1000, .cost = 1},
+        {.key = "b", .key_len = 1, .limit = 1, .window_ms = 1000, .cost = 1},
+    };
+    t_many_t a = {0};
+
+    snprintf(url, sizeof(url), "redis://127.0.0.1:%d", h_free_port());
+    t_open_redis(e, url);
+    t_run_until(e, t_reason_known, e, T_PATIENCE);
+    cr_assert_eq(rl_check_many(e->be, reqs, 2, t_on_many, &a), CPS_OK);
+    cr_assert_eq(a.calls, 1, "answered before rl_check_many returned");
+    cr_assert_eq(a.status, CPS_UNAVAILABLE);
+    t_close(e);
+}
+
+
+Test(rl_redis,
+     frozen_redis_answers_check_many_within_its_timeout,
+     .fini = t_fini_own_redis) {
+    t_env_t env;
+    t_env_t *e = &env;
+    rl_request_t reqs[2];
+    t_limit_t a, b;
+    const t_limit_t *limits[] = {&a, &b};
+    t_many_t m = {0};
+    t_many_batch_t batch = {&m, 1};
+
+    t_open_own(e);
+    t_limit_init(e, &a, "a", 10, 1);
+    t_limit_init(e, &b, "b", 10, 1);
+    t_requests(limits, 2, reqs);
+    reqs[0].timeout_ms = 300;
+
+    cr_assert_eq(kill(t_own.pid, SIGSTOP), 0);
+    cr_assert_eq(rl_check_many(e->be, reqs, 2, t_on_many, &m), CPS_OK);
+    t_run_until(e, t_many_batch_done, &batch, T_PATIENCE);
+    cr_assert_eq(m.calls, 1);
+    cr_assert_eq(m.status, CPS_DEADLINE_EXCEEDED, "got %s",
+                 cps_status_name(m.status));
+    cr_assert_eq(kill(t_own.pid, SIGCONT), 0);
+    t_close(e);
 }

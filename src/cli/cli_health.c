@@ -42,6 +42,11 @@ static void cli_health_print_json(const cpstore_v1_HealthCheckResponse *r) {
         cli_json_close(&j);
     }
     cli_json_close(&j);
+    cli_json_object(&j, "counters");
+    for (pb_size_t i = 0; i < r->counters_count; i++) {
+        cli_json_u64(&j, r->counters[i].name, r->counters[i].value);
+    }
+    cli_json_close(&j);
     cli_json_end(&j);
 }
 
@@ -57,6 +62,10 @@ static void cli_health_print_text(const cpstore_v1_HealthCheckResponse *r) {
         cli_field("backend", "%s (%s) %s%s%s", b->name, b->kind,
                   b->up ? "up" : "down", b->detail[0] != '\0' ? ": " : "",
                   b->detail);
+    }
+    for (pb_size_t i = 0; i < r->counters_count; i++) {
+        cli_field("counter", "%s %llu", r->counters[i].name,
+                  (unsigned long long)r->counters[i].value);
     }
 }
 

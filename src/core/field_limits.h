@@ -11,6 +11,7 @@
 #define LIM_RL_LIMIT_MAX     1000000ull
 #define LIM_RL_COST_MAX      10000ull
 #define LIM_RL_WINDOW_MAX_MS (366ull * 24 * 3600 * 1000)
+#define LIM_RL_CHECKS_MAX    16 /* limits in one CheckMany */
 
 #define LIM_ID_MAX           256 /* user, org, project ids; key name */
 #define LIM_SCOPE_MAX        128

@@ -10,9 +10,23 @@
  * cost can never fit); `reset_after_ms` is the time until no admitted unit is
  * left in the window.
  *
- * The service layer validates requests against src/core/field_limits.h before it
- * calls a backend, so backends may assume 1 <= cost <= LIM_RL_COST_MAX,
- * limit <= LIM_RL_LIMIT_MAX and 1 <= window_ms <= LIM_RL_WINDOW_MAX_MS.
+ * The service layer validates requests against src/core/field_limits.h
+ * before it calls a backend, so backends may assume 1 <= cost <=
+ * LIM_RL_COST_MAX, limit <= LIM_RL_LIMIT_MAX and 1 <= window_ms <=
+ * LIM_RL_WINDOW_MAX_MS.
+ *
+ * Several limits at once (check_many): 1 to RL_MANY_MAX checks, each on its
+ * own key with its own limit, window and cost, decided together and
+ * atomically. The call is admitted only if every check fits, and then every
+ * check consumes its cost; if any check does not fit, nothing is consumed on
+ * any key. One result comes back per check, in order; in it `allowed` says
+ * whether that limit alone admits the request, so the call is admitted
+ * exactly when every result is allowed, and the first result that is not
+ * names the limit that denied. When the call is admitted, `remaining` and
+ * `reset_after_ms` count the units just consumed; when it is denied they
+ * describe the key as it is (nothing was added), and `retry_after_ms` is set
+ * on each limit that denies as for a single check. Keys must be distinct:
+ * the same key twice would be counted once and admitted twice.
  */
 #ifndef CPSTORE_RATELIMIT_H
 #define CPSTORE_RATELIMIT_H
@@ -22,6 +36,8 @@
 #include <stdint.h>
 
 #include <uv.h>
+
+#include "field_limits.h"
 
 typedef struct rl_request {
     const char *key; /* not NUL-terminated; valid until the callback */
@@ -52,6 +68,17 @@ typedef void (*rl_done_cb)(void *arg,
                            const rl_result_t *res,
                            const char *msg);
 
+/*
+ * Completion of a check_many: status CPS_OK with n results in res (one per
+ * check, in request order; see above), or an error as for rl_done_cb with
+ * res NULL. Runs on the loop thread, exactly once per call.
+ */
+typedef void (*rl_many_done_cb)(
+    void *arg, int status, const rl_result_t *res, size_t n, const char *msg);
+
+/* Most checks in one check_many (RateLimitCheckManyRequest.checks). */
+#define RL_MANY_MAX LIM_RL_CHECKS_MAX
+
 typedef struct rl_backend rl_backend_t;
 
 typedef struct rl_backend_ops {
@@ -65,6 +92,18 @@ typedef struct rl_backend_ops {
                  const rl_request_t *req,
                  rl_done_cb cb,
                  void *arg);
+
+    /* Start one decision over n checks (see check_many above). The
+     * timeout_ms of reqs[0] bounds the whole call; that of the others is
+     * ignored. Reqs and their keys need only live until this returns. The
+     * callback may run before this returns, as for check. Returns CPS_OK;
+     * or, without calling the callback, CPS_INVALID_ARGUMENT when n is 0,
+     * above RL_MANY_MAX or two keys are equal, or CPS_RESOURCE_EXHAUSTED. */
+    int (*check_many)(rl_backend_t *be,
+                      const rl_request_t *reqs,
+                      size_t n,
+                      rl_many_done_cb cb,
+                      void *arg);
 
     /* Whether checks can succeed now; on false, a short reason. */
     bool (*is_up)(rl_backend_t *be, char *detail, size_t detail_len);
@@ -102,11 +141,29 @@ rl_backend_t *rl_redis_new(uv_loop_t *loop,
                            char *err,
                            size_t err_len);
 
-static inline int rl_check(rl_backend_t *be,
-                           const rl_request_t *req,
-                           rl_done_cb cb,
-                           void *arg) {
+static inline int
+rl_check(rl_backend_t *be, const rl_request_t *req, rl_done_cb cb, void *arg) {
     return be->ops->check(be, req, cb, arg);
 }
+
+
+static inline int rl_check_many(rl_backend_t *be,
+                                const rl_request_t *reqs,
+                                size_t n,
+                                rl_many_done_cb cb,
+                                void *arg) {
+    return be->ops->check_many(be, reqs, n, cb, arg);
+}
+
+/*
+ * Whether reqs[0..n) is a valid check_many: 1 <= n <= RL_MANY_MAX and no
+ * key given twice. On a repeated key, *first and *second (when not NULL)
+ * are the indexes of its first two uses. Shared by the backends and the
+ * service layer, which reports the indexes.
+ */
+bool rl_many_valid(const rl_request_t *reqs,
+                   size_t n,
+                   size_t *first,
+                   size_t *second);
 
 #endif

@@ -30,6 +30,13 @@
  *   every key ever seen. The sweep is the only place keys are freed, so its
  *   cursor stays valid between ticks.
  *
+ * - Several limits (check_many) are decided as the script decides them:
+ *   every key is trimmed and counted first, and the request is added to
+ *   all of them only if each has room. Everything that can fail (a new key,
+ *   a larger ring) is allocated before the first unit is added, so running
+ *   out of memory admits nothing rather than part of a request. Being
+ *   synchronous on the loop thread, the decision is atomic for free.
+ *
  * The callback runs before check() returns: everything here is synchronous.
  */
 #include "ratelimit.h"
@@ -116,20 +123,28 @@ static void rl_memory_trim(rl_memory_key_t *k, uint64_t now, uint64_t window) {
 }
 
 
-static int rl_memory_push(rl_memory_key_t *k, uint64_t now, uint64_t cost) {
+/* Make room for one more admission at now, so that rl_memory_push() at
+ * now cannot fail. */
+static int rl_memory_reserve(rl_memory_key_t *k, uint64_t now) {
+    if (k->count > 0 && rl_memory_at(k, k->count - 1)->at == now) {
+        return CPS_OK; /* shares the newest entry */
+    }
+    if (k->count < k->cap) {
+        return CPS_OK;
+    }
+    return rl_memory_resize(k, k->cap ? k->cap * 2 : RL_MEMORY_RING_MIN);
+}
+
+
+/* Add an admission; the caller has reserved room for it. */
+static void rl_memory_push(rl_memory_key_t *k, uint64_t now, uint64_t cost) {
     if (k->count > 0 && rl_memory_at(k, k->count - 1)->at == now) {
         rl_memory_at(k, k->count - 1)->cost += cost;
     } else {
-        if (k->count == k->cap &&
-            rl_memory_resize(k, k->cap ? k->cap * 2 : RL_MEMORY_RING_MIN) !=
-                CPS_OK) {
-            return CPS_RESOURCE_EXHAUSTED;
-        }
         *rl_memory_at(k, k->count) = (rl_memory_entry_t){now, cost};
         k->count++;
     }
     k->total += cost;
-    return CPS_OK;
 }
 
 
@@ -176,52 +191,119 @@ rl_memory_kth_leaves(rl_memory_key_t *k, uint64_t kth, uint64_t window) {
 }
 
 
+static bool rl_memory_fits(const rl_request_t *req, uint64_t used) {
+    return req->cost <= req->limit && used + req->cost <= req->limit;
+}
+
+
+/*
+ * Decide the n checks of reqs together, as the script does: trim and count
+ * every key, then admit on every key only if each has room. res gets one
+ * result per check. Returns CPS_OK, or CPS_RESOURCE_EXHAUSTED with nothing
+ * admitted anywhere.
+ */
+static int rl_memory_decide(rl_memory_t *m,
+                            const rl_request_t *reqs,
+                            size_t n,
+                            rl_result_t *res) {
+    rl_memory_key_t *keys[RL_MANY_MAX];
+    uint64_t used[RL_MANY_MAX];
+    bool all = true;
+    uint64_t now;
+
+    uv_update_time(m->loop);
+    now = uv_now(m->loop);
+
+    for (size_t i = 0; i < n; i++) {
+        HASH_FIND(hh, m->keys, reqs[i].key, reqs[i].key_len, keys[i]);
+        if (keys[i] != NULL) {
+            rl_memory_trim(keys[i], now, reqs[i].window_ms);
+        }
+        used[i] = keys[i] ? keys[i]->total : 0;
+        res[i] = (rl_result_t){.limit = reqs[i].limit};
+        res[i].allowed = rl_memory_fits(&reqs[i], used[i]);
+        all = all && res[i].allowed;
+    }
+
+    if (all) {
+        /* Every allocation first, so that a failure admits nothing. A key
+         * created here and left empty is dead (expires_at 0) and swept. */
+        for (size_t i = 0; i < n; i++) {
+            if (keys[i] == NULL) {
+                keys[i] = rl_memory_key_add(m, reqs[i].key, reqs[i].key_len);
+            }
+            if (keys[i] == NULL || rl_memory_reserve(keys[i], now) != CPS_OK) {
+                return CPS_RESOURCE_EXHAUSTED;
+            }
+        }
+        for (size_t i = 0; i < n; i++) {
+            rl_memory_push(keys[i], now, reqs[i].cost);
+            used[i] += reqs[i].cost;
+        }
+    }
+
+    for (size_t i = 0; i < n; i++) {
+        const rl_request_t *req = &reqs[i];
+        rl_memory_key_t *k = keys[i];
+
+        if (!res[i].allowed && req->cost <= req->limit) {
+            res[i].retry_after_ms =
+                rl_memory_kth_leaves(k, used[i] + req->cost - req->limit,
+                                     req->window_ms) -
+                now;
+        }
+        res[i].remaining = used[i] < req->limit ? req->limit - used[i] : 0;
+        if (k != NULL && k->count > 0) {
+            k->expires_at = rl_memory_at(k, k->count - 1)->at + req->window_ms;
+            res[i].reset_after_ms = k->expires_at - now;
+        } else if (k != NULL) {
+            k->expires_at = now;
+        }
+    }
+    return CPS_OK;
+}
+
+
 static int rl_memory_check(rl_backend_t *base,
                            const rl_request_t *req,
                            rl_done_cb cb,
                            void *arg) {
     rl_memory_t *m = (rl_memory_t *)base;
-    rl_memory_key_t *k;
-    rl_result_t res = {.limit = req->limit};
-    uint64_t now;
-    uint64_t used;
+    rl_result_t res;
+    int rc;
 
     if (m->closing) {
         return CPS_UNAVAILABLE;
     }
-    uv_update_time(m->loop);
-    now = uv_now(m->loop);
-
-    HASH_FIND(hh, m->keys, req->key, req->key_len, k);
-    if (k != NULL) {
-        rl_memory_trim(k, now, req->window_ms);
-    }
-    used = k ? k->total : 0;
-
-    if (req->cost <= req->limit && used + req->cost <= req->limit) {
-        if (k == NULL) {
-            k = rl_memory_key_add(m, req->key, req->key_len);
-        }
-        if (k == NULL || rl_memory_push(k, now, req->cost) != CPS_OK) {
-            return CPS_RESOURCE_EXHAUSTED;
-        }
-        used += req->cost;
-        res.allowed = true;
-    } else if (req->cost <= req->limit) {
-        res.retry_after_ms =
-            rl_memory_kth_leaves(k, used + req->cost - req->limit,
-                                 req->window_ms) -
-            now;
-    }
-
-    res.remaining = used < req->limit ? req->limit - used : 0;
-    if (k != NULL && k->count > 0) {
-        k->expires_at = rl_memory_at(k, k->count - 1)->at + req->window_ms;
-        res.reset_after_ms = k->expires_at - now;
-    } else if (k != NULL) {
-        k->expires_at = now;
+    rc = rl_memory_decide(m, req, 1, &res);
+    if (rc != CPS_OK) {
+        return rc;
     }
     cb(arg, CPS_OK, &res, NULL);
+    return CPS_OK;
+}
+
+
+static int rl_memory_check_many(rl_backend_t *base,
+                                const rl_request_t *reqs,
+                                size_t n,
+                                rl_many_done_cb cb,
+                                void *arg) {
+    rl_memory_t *m = (rl_memory_t *)base;
+    rl_result_t res[RL_MANY_MAX];
+    int rc;
+
+    if (m->closing) {
+        return CPS_UNAVAILABLE;
+    }
+    if (!rl_many_valid(reqs, n, NULL, NULL)) {
+        return CPS_INVALID_ARGUMENT;
+    }
+    rc = rl_memory_decide(m, reqs, n, res);
+    if (rc != CPS_OK) {
+        return rc;
+    }
+    cb(arg, CPS_OK, res, n, NULL);
     return CPS_OK;
 }
 
@@ -277,6 +359,7 @@ static void rl_memory_close(rl_backend_t *base) {
 static const rl_backend_ops_t rl_memory_ops = {
     .kind = "memory",
     .check = rl_memory_check,
+    .check_many = rl_memory_check_many,
     .is_up = rl_memory_is_up,
     .close = rl_memory_close,
 };

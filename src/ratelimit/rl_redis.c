@@ -47,6 +47,14 @@
  *   pending check UNAVAILABLE; the backend itself is freed when the last
  *   handle, check, connection and address lookup is gone.
  *
+ * Checks. A single check and a check_many are the same request here: one
+ * call of the script over its n keys (n = 1 for a single check), with its
+ * arguments laid out once in the request so that the NOSCRIPT fallback can
+ * resend them, and one answer, given to the callback of its kind. The keys
+ * go to Redis as given after the prefix: on Redis Cluster (behind a
+ * cluster-aware proxy) the keys of one check_many must share a hash tag,
+ * as rl_script.c explains.
+ *
  * Only state changes are logged (connected, lost, unreachable), once per
  * change; checks never log.
  */
@@ -54,6 +62,7 @@
 
 #include <arpa/inet.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,20 +143,30 @@ typedef struct rl_redis_req {
     rl_redis_t *be;
     rl_redis_conn_t *conn; /* where its command was last sent */
     uv_timer_t timer;
-    rl_done_cb cb;
+    rl_done_cb cb;           /* a single check, or */
+    rl_many_done_cb many_cb; /* a check_many */
     void *arg;
-    uint64_t limit;
-    bool answered;    /* cb has run */
-    bool in_redis;    /* a hiredis callback for it is queued */
-    bool retried;     /* the EVAL fallback has been sent */
-    bool closing;     /* timer handle is closing */
-    char limit_s[24]; /* the script's arguments, kept for the fallback */
-    char window_s[24];
-    char cost_s[24];
+    bool answered; /* the callback has run */
+    bool in_redis; /* a hiredis callback for it is queued */
+    bool retried;  /* the EVAL fallback has been sent */
+    bool closing;  /* timer handle is closing */
+    size_t n;      /* keys */
+    int argc;      /* RL_REDIS_ARGC(n) */
+    /* The script's arguments, kept for the fallback: argv[0] and argv[1]
+     * (command and script) are set on each send; the rest point into mem. */
+    const char **argv;
+    size_t *lens;
+    uint64_t *limits; /* n, copied into the results */
+    char numkeys[24];
     char id[64];
-    size_t key_len;
-    char key[]; /* prefix and key */
+    max_align_t mem[]; /* argv, lens, limits, then the strings */
 } rl_redis_req_t;
+
+/* EVALSHA, sha, numkeys, n keys, 3 numbers per key, the request id. */
+#define RL_REDIS_ARGC(n) (4 + 4 * (int)(n))
+
+/* Longest decimal uint64_t and its NUL. */
+#define RL_REDIS_U64_LEN 21
 
 static void rl_redis_on_retry(uv_timer_t *timer);
 static void rl_redis_on_connect_timeout(uv_timer_t *timer);
@@ -705,7 +724,8 @@ static void rl_redis_req_done(rl_redis_req_t *q) {
 }
 
 
-/* Give q its one answer; later answers (a late reply) are dropped. */
+/* Give q its one answer; later answers (a late reply) are dropped. res
+ * holds q->n results when status is CPS_OK. */
 static void rl_redis_answer(rl_redis_req_t *q,
                             int status,
                             const rl_result_t *res,
@@ -715,7 +735,11 @@ static void rl_redis_answer(rl_redis_req_t *q,
     }
     q->answered = true;
     uv_timer_stop(&q->timer);
-    q->cb(q->arg, status, res, msg);
+    if (q->many_cb != NULL) {
+        q->many_cb(q->arg, status, res, res != NULL ? q->n : 0, msg);
+    } else {
+        q->cb(q->arg, status, res, msg);
+    }
 }
 
 
@@ -733,25 +757,12 @@ static void rl_redis_on_reply(redisAsyncContext *ac, void *r, void *priv);
 
 /* Send q's script call on c, by SHA or (eval) in full. */
 static int rl_redis_req_send(rl_redis_req_t *q, rl_redis_conn_t *c, bool eval) {
-    const char *argv[8];
-    size_t lens[8];
-
-    argv[0] = eval ? "EVAL" : "EVALSHA";
-    argv[1] = eval ? rl_script_source : q->be->sha;
-    lens[1] = eval ? rl_script_len() : RL_REDIS_SHA_LEN;
-    argv[2] = "1";
-    argv[3] = q->key;
-    lens[3] = q->key_len;
-    argv[4] = q->limit_s;
-    argv[5] = q->window_s;
-    argv[6] = q->cost_s;
-    argv[7] = q->id;
-    lens[0] = strlen(argv[0]);
-    lens[2] = 1;
-    for (int i = 4; i < 8; i++) {
-        lens[i] = strlen(argv[i]);
-    }
-    if (rl_redis_send(c, rl_redis_on_reply, q, 8, argv, lens) != CPS_OK) {
+    q->argv[0] = eval ? "EVAL" : "EVALSHA";
+    q->lens[0] = eval ? 4 : 7;
+    q->argv[1] = eval ? rl_script_source : q->be->sha;
+    q->lens[1] = eval ? rl_script_len() : RL_REDIS_SHA_LEN;
+    if (rl_redis_send(c, rl_redis_on_reply, q, q->argc, q->argv, q->lens) !=
+        CPS_OK) {
         return CPS_UNAVAILABLE;
     }
     q->conn = c;
@@ -777,29 +788,34 @@ static int rl_redis_error_status(const char *err) {
 }
 
 
-/* Turn the script's reply into a result, or an error if it is malformed. */
+/* Turn the script's reply, four integers per key, into results, or into an
+ * error if it is malformed. */
 static void rl_redis_answer_reply(rl_redis_req_t *q, const redisReply *r) {
-    rl_result_t res;
+    rl_result_t res[RL_MANY_MAX];
     long long v[4];
 
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 4) {
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 4 * q->n) {
         goto bad;
     }
-    for (int i = 0; i < 4; i++) {
-        /* The script never returns a negative number, not even when the
-         * server's clock steps back: one would be a broken script. */
-        if (r->element[i]->type != REDIS_REPLY_INTEGER ||
-            r->element[i]->integer < 0) {
-            goto bad;
+    for (size_t k = 0; k < q->n; k++) {
+        for (int i = 0; i < 4; i++) {
+            const redisReply *e = r->element[4 * k + (size_t)i];
+
+            /* The script never returns a negative number, not even when
+             * the server's clock steps back: one would be a broken
+             * script. */
+            if (e->type != REDIS_REPLY_INTEGER || e->integer < 0) {
+                goto bad;
+            }
+            v[i] = e->integer;
         }
-        v[i] = r->element[i]->integer;
+        res[k].allowed = v[0] == 1;
+        res[k].limit = q->limits[k];
+        res[k].remaining = (uint64_t)v[1];
+        res[k].reset_after_ms = (uint64_t)v[2];
+        res[k].retry_after_ms = (uint64_t)v[3];
     }
-    res.allowed = v[0] == 1;
-    res.limit = q->limit;
-    res.remaining = (uint64_t)v[1];
-    res.reset_after_ms = (uint64_t)v[2];
-    res.retry_after_ms = (uint64_t)v[3];
-    rl_redis_answer(q, CPS_OK, &res, NULL);
+    rl_redis_answer(q, CPS_OK, res, NULL);
     return;
 
 bad:
@@ -846,34 +862,100 @@ static void rl_redis_on_reply(redisAsyncContext *ac, void *r, void *priv) {
 }
 
 
-static int rl_redis_check(rl_backend_t *base,
-                          const rl_request_t *req,
+static size_t rl_redis_align(size_t off, size_t to) {
+    return (off + to - 1) / to * to;
+}
+
+
+/*
+ * A request for the n checks of reqs, with every argument of its script
+ * call laid out in one allocation; NULL when out of memory.
+ */
+static rl_redis_req_t *
+rl_redis_req_new(rl_redis_t *be, const rl_request_t *reqs, size_t n) {
+    int argc = RL_REDIS_ARGC(n);
+    size_t off_lens, off_limits, off_strs, size;
+    rl_redis_req_t *q;
+    char *p;
+    int a = 3;
+
+    off_lens = rl_redis_align((size_t)argc * sizeof(char *), _Alignof(size_t));
+    off_limits = rl_redis_align(off_lens + (size_t)argc * sizeof(size_t),
+                                _Alignof(uint64_t));
+    off_strs = off_limits + n * sizeof(uint64_t);
+    size = off_strs + 3 * n * RL_REDIS_U64_LEN;
+    for (size_t i = 0; i < n; i++) {
+        size += be->prefix_len + reqs[i].key_len;
+    }
+    q = calloc(1, sizeof(*q) + size);
+    if (q == NULL) {
+        return NULL;
+    }
+    q->be = be;
+    q->n = n;
+    q->argc = argc;
+    q->argv = (const char **)(void *)q->mem;
+    q->lens = (size_t *)(void *)((char *)q->mem + off_lens);
+    q->limits = (uint64_t *)(void *)((char *)q->mem + off_limits);
+    p = (char *)q->mem + off_strs;
+
+    snprintf(q->numkeys, sizeof(q->numkeys), "%zu", n);
+    q->argv[2] = q->numkeys;
+    q->lens[2] = strlen(q->numkeys);
+    for (size_t i = 0; i < n; i++) {
+        q->argv[a] = p;
+        q->lens[a++] = be->prefix_len + reqs[i].key_len;
+        memcpy(p, be->prefix, be->prefix_len);
+        memcpy(p + be->prefix_len, reqs[i].key, reqs[i].key_len);
+        p += be->prefix_len + reqs[i].key_len;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const uint64_t v[3] = {reqs[i].limit, reqs[i].window_ms, reqs[i].cost};
+
+        q->limits[i] = reqs[i].limit;
+        for (int k = 0; k < 3; k++) {
+            int len = snprintf(p, RL_REDIS_U64_LEN, "%" PRIu64, v[k]);
+
+            q->argv[a] = p;
+            q->lens[a++] = (size_t)len;
+            p += RL_REDIS_U64_LEN;
+        }
+    }
+    snprintf(q->id, sizeof(q->id), "%s:%" PRIu64, be->instance, ++be->seq);
+    q->argv[a] = q->id;
+    q->lens[a] = strlen(q->id);
+    return q;
+}
+
+
+/* Send one script call for the n checks of reqs; the answer goes to cb
+ * (single check) or many_cb. */
+static int rl_redis_start(rl_redis_t *be,
+                          const rl_request_t *reqs,
+                          size_t n,
                           rl_done_cb cb,
+                          rl_many_done_cb many_cb,
                           void *arg) {
-    rl_redis_t *be = (rl_redis_t *)base;
     rl_redis_conn_t *c = be->conn;
     rl_redis_req_t *q;
-    uint32_t timeout = req->timeout_ms ? req->timeout_ms : RL_REDIS_TIMEOUT_MS;
+    uint32_t timeout =
+        reqs[0].timeout_ms ? reqs[0].timeout_ms : RL_REDIS_TIMEOUT_MS;
 
     if (be->closing || c == NULL || c->state != RL_REDIS_READY) {
-        cb(arg, CPS_UNAVAILABLE, NULL, "redis unreachable");
+        if (many_cb != NULL) {
+            many_cb(arg, CPS_UNAVAILABLE, NULL, 0, "redis unreachable");
+        } else {
+            cb(arg, CPS_UNAVAILABLE, NULL, "redis unreachable");
+        }
         return CPS_OK;
     }
-    q = calloc(1, sizeof(*q) + be->prefix_len + req->key_len + 1);
+    q = rl_redis_req_new(be, reqs, n);
     if (q == NULL) {
         return CPS_RESOURCE_EXHAUSTED;
     }
-    q->be = be;
     q->cb = cb;
+    q->many_cb = many_cb;
     q->arg = arg;
-    q->limit = req->limit;
-    snprintf(q->limit_s, sizeof(q->limit_s), "%" PRIu64, req->limit);
-    snprintf(q->window_s, sizeof(q->window_s), "%" PRIu64, req->window_ms);
-    snprintf(q->cost_s, sizeof(q->cost_s), "%" PRIu64, req->cost);
-    snprintf(q->id, sizeof(q->id), "%s:%" PRIu64, be->instance, ++be->seq);
-    memcpy(q->key, be->prefix, be->prefix_len);
-    memcpy(q->key + be->prefix_len, req->key, req->key_len);
-    q->key_len = be->prefix_len + req->key_len;
     uv_timer_init(be->loop, &q->timer);
     q->timer.data = q;
     be->reqs++;
@@ -885,6 +967,26 @@ static int rl_redis_check(rl_backend_t *base,
     }
     uv_timer_start(&q->timer, rl_redis_on_timeout, timeout, 0);
     return CPS_OK;
+}
+
+
+static int rl_redis_check(rl_backend_t *base,
+                          const rl_request_t *req,
+                          rl_done_cb cb,
+                          void *arg) {
+    return rl_redis_start((rl_redis_t *)base, req, 1, cb, NULL, arg);
+}
+
+
+static int rl_redis_check_many(rl_backend_t *base,
+                               const rl_request_t *reqs,
+                               size_t n,
+                               rl_many_done_cb cb,
+                               void *arg) {
+    if (!rl_many_valid(reqs, n, NULL, NULL)) {
+        return CPS_INVALID_ARGUMENT;
+    }
+    return rl_redis_start((rl_redis_t *)base, reqs, n, NULL, cb, arg);
 }
 
 
@@ -921,6 +1023,7 @@ static void rl_redis_close(rl_backend_t *base) {
 static const rl_backend_ops_t rl_redis_ops = {
     .kind = "redis",
     .check = rl_redis_check,
+    .check_many = rl_redis_check_many,
     .is_up = rl_redis_is_up,
     .close = rl_redis_close,
 };

@@ -1,17 +1,26 @@
 /*
- * The Lua script behind every Redis rate-limit check (see rl_script.c for
- * the design note and the script itself).
+ * The Lua script behind every Redis rate-limit check, of one limit or of
+ * several at once (see rl_script.c for the design note and the script
+ * itself).
  *
- * Calling convention, one key and four arguments:
+ * Calling convention, n keys (1 <= n <= RL_MANY_MAX) followed by three
+ * arguments per key and a request id:
  *
- *   EVALSHA <sha> 1 <key> <limit> <window_ms> <cost> <request id>
+ *   EVALSHA <sha> <n> <key 1> .. <key n>
+ *           <limit 1> <window_ms 1> <cost 1> .. <limit n> <window_ms n>
+ *           <cost n> <request id>
  *
- * <request id> is unique among every request any cpstored instance ever
- * sends ("<instance-random-hex>:<counter>"); the script stores the admitted
- * units of a request of cost c as the members "<request id>:1" ..
- * "<request id>:c". The reply is an array of four integers:
+ * A single check is the case n = 1. <request id> is unique among every
+ * request any cpstored instance ever sends ("<instance-random-hex>:
+ * <counter>"); a request of cost c stores the members "<request id>:1" ..
+ * "<request id>:c" in each key it is admitted on. The keys must be
+ * distinct. The reply is an array of four integers per key, in key order:
  *
  *   { allowed (0 or 1), remaining, reset_after_ms, retry_after_ms }
+ *
+ * where `allowed` of one key says whether that limit alone admits the
+ * request: the request was admitted, on every key, exactly when all of
+ * them are 1, and otherwise nothing was stored anywhere.
  */
 #ifndef CPSTORE_RL_SCRIPT_H
 #define CPSTORE_RL_SCRIPT_H

@@ -2,7 +2,8 @@
  * Health service. The rate-limit backend knows its own state without I/O;
  * the key store is asked with a ping on a worker thread, bounded by the
  * call's deadline (at most one second), so a dead database makes the answer
- * NOT_SERVING rather than slow.
+ * NOT_SERVING rather than slow. The reply also carries every counter of
+ * metrics.h, read on the loop thread like the counters are written.
  */
 #include "call.h"
 
@@ -12,6 +13,7 @@
 
 #include "clock.h"
 #include "keystore.h"
+#include "metrics.h"
 #include "status.h"
 #include "worker.h"
 
@@ -44,12 +46,14 @@ static void svc_health_done(wk_job_t *job) {
     Cpstore__V1__BackendStatus rl = CPSTORE__V1__BACKEND_STATUS__INIT;
     Cpstore__V1__BackendStatus ks = CPSTORE__V1__BACKEND_STATUS__INIT;
     Cpstore__V1__BackendStatus *list[2] = {&rl, &ks};
+    Cpstore__V1__Counter counters[MT_COUNT];
+    Cpstore__V1__Counter *counter_list[MT_COUNT];
     char rl_detail[128] = "";
 
     rl.name = (char *)"ratelimit";
     rl.kind = (char *)be->ratelimit->ops->kind;
-    rl.up = be->ratelimit->ops->is_up(be->ratelimit, rl_detail,
-                                      sizeof(rl_detail));
+    rl.up =
+        be->ratelimit->ops->is_up(be->ratelimit, rl_detail, sizeof(rl_detail));
     rl.detail = rl_detail;
 
     ks.name = (char *)"apikeys";
@@ -62,6 +66,14 @@ static void svc_health_done(wk_job_t *job) {
     resp.n_backends = 2;
     resp.backends = list;
     resp.version = (char *)CPSTORE_VERSION;
+    for (int i = 0; i < MT_COUNT; i++) {
+        cpstore__v1__counter__init(&counters[i]);
+        counters[i].name = (char *)mt_name((mt_counter_t)i);
+        counters[i].value = mt_get((mt_counter_t)i);
+        counter_list[i] = &counters[i];
+    }
+    resp.n_counters = MT_COUNT;
+    resp.counters = counter_list;
 
     call_reply(j->call, &resp.base);
     free(j);
