@@ -387,6 +387,9 @@ Test(ak_mongo, key_verifies_after_a_restart_with_the_same_secret,
     h_cpstored_start(&server, args, env);
     c = h_connect(&server);
     cr_assert_eq(verify_code(c, k.key, "a:b"), cpstore_v1_VerifyCode_VALID);
+    /* Creating works too on a database whose indexes already exist. */
+    k = create_key(c, &o);
+    cr_assert_eq(verify_code(c, k.key, "a:b"), cpstore_v1_VerifyCode_VALID);
     cpc_close(c);
 }
 

@@ -212,8 +212,9 @@ static code_t verify_scope(const char *key, const char *scope) {
 }
 
 
-/* Put a record straight into the store, for states the service cannot
- * produce yet (revoked) or must refuse to create (already expired). */
+/* Put a record straight into the store, in a state that takes Create
+ * and a second call to reach (revoked) or that Create must refuse
+ * (already expired). */
 static void insert_record(const char *key,
                           const char *key_id,
                           const char *org_id,

@@ -12,7 +12,13 @@
  * Verify answers in a fixed order (NOT_FOUND, REVOKED, EXPIRED,
  * CONTEXT_MISMATCH, INSUFFICIENT_SCOPE, VALID), so the answer to a key
  * that is wrong in several ways never depends on the request's details
- * beyond the first rule it breaks.
+ * beyond the first rule it breaks. It reads the stored record on every
+ * call, with no cache in between, so that a revocation made through any
+ * instance is seen by the next verify on every other one.
+ *
+ * The rest of the lifecycle (get, list, revoke, rotate) is in
+ * ak_lifecycle.c and the last-used times in ak_usage.c; what the three
+ * share is declared in ak_internal.h.
  */
 #include "apikeys.h"
 
@@ -24,17 +30,16 @@
 
 #include <bson/bson.h>
 
+#include "ak_internal.h"
 #include "clock.h"
 #include "crypto.h"
 #include "field_limits.h"
 #include "scope.h"
 #include "status.h"
 
-#define AK_RANDOM_CHARS 44 /* 44 * log2(62) > 261 bits */
 #define AK_KEY_ID_BYTES 12 /* 24 hex chars */
 #define AK_KEY_ID_LEN   (4 + 2 * AK_KEY_ID_BYTES)
 #define AK_HINT_CHARS   4
-#define AK_KEY_LEN      (AK_PREFIX_MAX + 1 + AK_RANDOM_CHARS)
 #define AK_ATTEMPTS     3 /* tries when a fresh key_id or hash collides */
 
 typedef Cpstore__V1__CreateApiKeyRequest create_req_t;
@@ -42,19 +47,7 @@ typedef Cpstore__V1__CreateApiKeyResponse create_resp_t;
 typedef Cpstore__V1__VerifyApiKeyRequest verify_req_t;
 typedef Cpstore__V1__VerifyApiKeyResponse verify_resp_t;
 
-struct ak_service {
-    ks_store_t *store;
-    const uint8_t *secret;
-    size_t secret_len;
-    const char *prefix;
-};
-
-
-static void ak_set_err(char *err, size_t err_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-
-static void ak_set_err(char *err, size_t err_len, const char *fmt, ...) {
+void ak_set_err(char *err, size_t err_len, const char *fmt, ...) {
     va_list ap;
 
     if (err == NULL || err_len == 0) {
@@ -63,6 +56,13 @@ static void ak_set_err(char *err, size_t err_len, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(err, err_len, fmt, ap);
     va_end(ap);
+}
+
+
+void ak_clear_err(char *err, size_t err_len) {
+    if (err != NULL && err_len > 0) {
+        err[0] = '\0';
+    }
 }
 
 
@@ -107,11 +107,19 @@ ak_service_t *ak_service_new(ks_store_t *store,
     svc->secret = secret;
     svc->secret_len = secret_len;
     svc->prefix = key_prefix;
+    if (ak_usage_init(svc) != CPS_OK) {
+        free(svc);
+        return NULL;
+    }
     return svc;
 }
 
 
 void ak_service_free(ak_service_t *svc) {
+    if (svc == NULL) {
+        return;
+    }
+    ak_usage_destroy(svc);
     free(svc);
 }
 
@@ -120,7 +128,7 @@ void ak_service_free(ak_service_t *svc) {
 
 /* protobuf-c marks an unset string with its shared empty string, which
  * must never be freed. */
-static void ak_pb_free(char *s) {
+void ak_pb_free(char *s) {
     if (s != NULL && s != protobuf_c_empty_string) {
         free(s);
     }
@@ -129,7 +137,7 @@ static void ak_pb_free(char *s) {
 
 /* Copy src into *dst unless it is NULL or empty (then *dst is left as it
  * is, the message's empty string). 0 when out of memory. */
-static int ak_pb_set(char **dst, const char *src) {
+int ak_pb_set(char **dst, const char *src) {
     char *copy;
 
     if (src == NULL || *src == '\0') {
@@ -179,15 +187,12 @@ static size_t ak_len(const char *s) {
 }
 
 
-/* A text field: at most max bytes of UTF-8; identifiers (ids, names,
- * metadata keys) also exclude control characters, which would make log
- * lines and listings ambiguous. */
-static int ak_check_text(const char *s,
-                         size_t max,
-                         int identifier,
-                         const char *field,
-                         char *err,
-                         size_t err_len) {
+int ak_check_text(const char *s,
+                  size_t max,
+                  int identifier,
+                  const char *field,
+                  char *err,
+                  size_t err_len) {
     size_t len = ak_len(s);
 
     if (len > max) {
@@ -431,7 +436,7 @@ static Cpstore__V1__MetadataEntry *ak_meta_new(const ks_meta_t *m) {
 }
 
 
-static void ak_info_free(Cpstore__V1__ApiKey *info) {
+void ak_info_free(Cpstore__V1__ApiKey *info) {
     if (info == NULL) {
         return;
     }
@@ -442,6 +447,7 @@ static void ak_info_free(Cpstore__V1__ApiKey *info) {
     ak_pb_free_list(info->scopes, info->n_scopes);
     ak_pb_free(info->org_id);
     ak_pb_free(info->project_id);
+    ak_pb_free(info->rotated_from);
     for (size_t i = 0; i < info->n_metadata; i++) {
         ak_pb_free(info->metadata[i]->key);
         ak_pb_free(info->metadata[i]->value);
@@ -452,8 +458,7 @@ static void ak_info_free(Cpstore__V1__ApiKey *info) {
 }
 
 
-/* The public description of a stored key. NULL when out of memory. */
-static Cpstore__V1__ApiKey *ak_info_new(const ks_record_t *rec) {
+Cpstore__V1__ApiKey *ak_info_new(const ks_record_t *rec) {
     Cpstore__V1__ApiKey *info = malloc(sizeof(*info));
 
     if (info == NULL) {
@@ -463,12 +468,14 @@ static Cpstore__V1__ApiKey *ak_info_new(const ks_record_t *rec) {
     info->created_at_ms = rec->created_at_ms;
     info->expires_at_ms = rec->expires_at_ms;
     info->revoked_at_ms = rec->revoked_at_ms;
+    info->last_used_at_ms = rec->last_used_at_ms;
     if (!ak_pb_set(&info->key_id, rec->key_id) ||
         !ak_pb_set(&info->hint, rec->hint) ||
         !ak_pb_set(&info->user_id, rec->user_id) ||
         !ak_pb_set(&info->name, rec->name) ||
         !ak_pb_set(&info->org_id, rec->org_id) ||
         !ak_pb_set(&info->project_id, rec->project_id) ||
+        !ak_pb_set(&info->rotated_from, rec->rotated_from) ||
         !ak_pb_set_list(&info->scopes, &info->n_scopes, rec->scopes,
                         rec->n_scopes)) {
         goto fail;
@@ -504,15 +511,12 @@ ak_fill_create(create_resp_t *resp, const char *key, const ks_record_t *rec) {
 }
 
 
-/* Generate, store and describe a key; rec holds the request's attributes
- * on entry. */
-static int ak_store_new_key(ak_service_t *svc,
-                            ks_record_t *rec,
-                            int64_t deadline_mono_ms,
-                            create_resp_t *resp,
-                            char *err,
-                            size_t err_len) {
-    char key[AK_KEY_LEN + 1];
+int ak_store_new_key(ak_service_t *svc,
+                     ks_record_t *rec,
+                     int64_t deadline_mono_ms,
+                     char key[AK_KEY_LEN + 1],
+                     char *err,
+                     size_t err_len) {
     int rc = CPS_ALREADY_EXISTS;
 
     /* A collision of a 96-bit key_id or a 256-bit hash is not expected;
@@ -529,13 +533,9 @@ static int ak_store_new_key(ak_service_t *svc,
     if (rc == CPS_ALREADY_EXISTS) {
         rc = CPS_INTERNAL;
     }
-    if (rc == CPS_OK && !ak_fill_create(resp, key, rec)) {
-        /* Stored but not described: the caller sees a failure and never
-         * learns the key, so the record is unusable, not half-created. */
-        ak_set_err(err, err_len, "out of memory");
-        rc = CPS_INTERNAL;
+    if (rc != CPS_OK) {
+        crypto_cleanse(key, AK_KEY_LEN + 1);
     }
-    crypto_cleanse(key, sizeof(key));
     return rc;
 }
 
@@ -546,15 +546,14 @@ int ak_create(ak_service_t *svc,
               Cpstore__V1__CreateApiKeyResponse *resp,
               char *err,
               size_t err_len) {
+    char key[AK_KEY_LEN + 1];
     ks_record_t rec;
     int64_t now = clock_now_ms();
     int64_t expires_at;
     int rc;
 
     cpstore__v1__create_api_key_response__init(resp);
-    if (err != NULL && err_len > 0) {
-        err[0] = '\0';
-    }
+    ak_clear_err(err, err_len);
     if (!ak_check_create(req, err, err_len)) {
         return CPS_INVALID_ARGUMENT;
     }
@@ -568,8 +567,15 @@ int ak_create(ak_service_t *svc,
         ak_set_err(err, err_len, "out of memory");
         rc = CPS_INTERNAL;
     } else {
-        rc = ak_store_new_key(svc, &rec, deadline_mono_ms, resp, err, err_len);
+        rc = ak_store_new_key(svc, &rec, deadline_mono_ms, key, err, err_len);
     }
+    if (rc == CPS_OK && !ak_fill_create(resp, key, &rec)) {
+        /* Stored but not described: the caller sees a failure and never
+         * learns the key, so the record is unusable, not half-created. */
+        ak_set_err(err, err_len, "out of memory");
+        rc = CPS_INTERNAL;
+    }
+    crypto_cleanse(key, sizeof(key));
     crypto_cleanse(rec.hash, sizeof(rec.hash));
     ks_record_clear(&rec);
     if (rc != CPS_OK) {
@@ -652,9 +658,7 @@ int ak_verify(ak_service_t *svc,
 
     cpstore__v1__verify_api_key_response__init(resp);
     resp->code = CPSTORE__V1__VERIFY_CODE__NOT_FOUND;
-    if (err != NULL && err_len > 0) {
-        err[0] = '\0';
-    }
+    ak_clear_err(err, err_len);
     if (!ak_check_verify(req, err, err_len)) {
         return CPS_INVALID_ARGUMENT;
     }
@@ -677,7 +681,12 @@ int ak_verify(ak_service_t *svc,
         (rc == CPS_OK && !crypto_equal(rec.hash, hash, KS_HASH_LEN))) {
         rc = CPS_OK; /* resp already says NOT_FOUND */
     } else if (rc == CPS_OK) {
-        resp->code = ak_decide(req, &rec, clock_now_ms());
+        int64_t now = clock_now_ms();
+
+        /* Whatever the answer: a refused key is still in its holder's
+         * hands, which is what "last used" is there to tell. */
+        ak_usage_note(svc, rec.key_id, now);
+        resp->code = ak_decide(req, &rec, now);
         resp->valid = resp->code == CPSTORE__V1__VERIFY_CODE__VALID;
         if (!ak_fill_verify(resp, &rec)) {
             ak_set_err(err, err_len, "out of memory");

@@ -1,5 +1,6 @@
 /*
- * API keys: creation and verification (DESIGN.md section 5, "API keys").
+ * API keys: creation, verification and the rest of a key's life (get,
+ * list, revoke, rotate, last-used times); DESIGN.md section 5, "API keys".
  *
  * A key is "<prefix>_<random>", the random part 44 base62 characters drawn
  * from the CSPRNG (more than 256 bits). The store never sees the key: it
@@ -10,7 +11,8 @@
  * Every function here blocks on the store and is thread-safe; the server
  * calls them from worker threads only. Request and response messages are
  * the protobuf-c structs generated from proto/cpstore/v1/apikeys.proto.
- * Neither a key nor the secret ever appears in err.
+ * Neither a key nor the secret ever appears in err. Only Create and
+ * Rotate ever answer with a key; no answer ever carries a key's hash.
  */
 #ifndef CPSTORE_APIKEYS_H
 #define CPSTORE_APIKEYS_H
@@ -23,6 +25,7 @@
 
 #define AK_PREFIX_MAX 32 /* key prefix: 1..32 of [A-Za-z0-9_] */
 #define AK_SECRET_MIN 32 /* bytes of server secret, at least */
+#define AK_LIST_MAX   50 /* keys in one List answer, the newest */
 
 typedef struct ak_service ak_service_t;
 
@@ -74,5 +77,75 @@ int ak_verify(ak_service_t *svc,
               char *err,
               size_t err_len);
 void ak_verify_response_clear(Cpstore__V1__VerifyApiKeyResponse *resp);
+
+/*
+ * Get, list, revoke and rotate share these rules. A request naming no
+ * key_id, or one longer than any key_id, is CPS_INVALID_ARGUMENT; an
+ * unknown key_id is CPS_NOT_FOUND (an RPC error, unlike Verify's answer).
+ * Other errors are the store's. On any failure the response holds nothing
+ * to free. Each ApiKey in an answer carries last_used_at_ms as last
+ * flushed (see ak_flush_usage), so it may trail the latest verify.
+ */
+
+/* The key's public description. Free with ak_get_response_clear(). */
+int ak_get(ak_service_t *svc,
+           const Cpstore__V1__GetApiKeyRequest *req,
+           int64_t deadline_mono_ms,
+           Cpstore__V1__GetApiKeyResponse *resp,
+           char *err,
+           size_t err_len);
+void ak_get_response_clear(Cpstore__V1__GetApiKeyResponse *resp);
+
+/* The user's AK_LIST_MAX newest keys, newest first, revoked and expired
+ * ones included. No user_id is CPS_INVALID_ARGUMENT; a user without keys
+ * gets an empty list. Free with ak_list_response_clear(). */
+int ak_list(ak_service_t *svc,
+            const Cpstore__V1__ListApiKeysRequest *req,
+            int64_t deadline_mono_ms,
+            Cpstore__V1__ListApiKeysResponse *resp,
+            char *err,
+            size_t err_len);
+void ak_list_response_clear(Cpstore__V1__ListApiKeysResponse *resp);
+
+/* Revoke the key from now on, everywhere: the next verify on any instance
+ * answers REVOKED. Revoking again changes nothing; resp->revoked_at_ms is
+ * the first revocation's time either way. Nothing to free. */
+int ak_revoke(ak_service_t *svc,
+              const Cpstore__V1__RevokeApiKeyRequest *req,
+              int64_t deadline_mono_ms,
+              Cpstore__V1__RevokeApiKeyResponse *resp,
+              char *err,
+              size_t err_len);
+
+/*
+ * Issue a new key with the old one's owner, name, scopes, binding, expiry
+ * and metadata (info.rotated_from names the old key), and end the old key
+ * at min(now + grace_ms, its own expiry); resp->old_expires_at_ms says
+ * when. A revoked or expired key, or one rotated already (rotate its
+ * successor instead), is CPS_FAILED_PRECONDITION; a grace past the end of
+ * time is CPS_INVALID_ARGUMENT. Free with
+ * ak_rotate_response_clear(), which wipes the key.
+ */
+int ak_rotate(ak_service_t *svc,
+              const Cpstore__V1__RotateApiKeyRequest *req,
+              int64_t deadline_mono_ms,
+              Cpstore__V1__RotateApiKeyResponse *resp,
+              char *err,
+              size_t err_len);
+void ak_rotate_response_clear(Cpstore__V1__RotateApiKeyResponse *resp);
+
+/*
+ * Write the last-used times noted by verify since the last flush: one
+ * store update per key, each only ever moving last_used_at forward.
+ * Verify itself never writes. Run it now and then (the server's
+ * housekeeping does) and once at shutdown; it blocks on the store, so not
+ * on the event loop. CPS_OK, or the first store error (or
+ * CPS_DEADLINE_EXCEEDED): the times not written are kept for the next
+ * flush.
+ */
+int ak_flush_usage(ak_service_t *svc,
+                   int64_t deadline_mono_ms,
+                   char *err,
+                   size_t err_len);
 
 #endif

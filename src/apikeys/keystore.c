@@ -29,6 +29,7 @@ void ks_record_clear(ks_record_t *rec) {
     free(rec->org_id);
     free(rec->project_id);
     free(rec->rotated_from);
+    free(rec->rotated_to);
     for (size_t i = 0; i < rec->n_metadata; i++) {
         free(rec->metadata[i].key);
         free(rec->metadata[i].value);
@@ -85,17 +86,30 @@ int ks_record_copy(ks_record_t *dst, const ks_record_t *src) {
     dst->created_at_ms = src->created_at_ms;
     dst->expires_at_ms = src->expires_at_ms;
     dst->revoked_at_ms = src->revoked_at_ms;
+    dst->last_used_at_ms = src->last_used_at_ms;
 
     if (!ks_dup(&dst->key_id, src->key_id) || !ks_dup(&dst->hint, src->hint) ||
         !ks_dup(&dst->user_id, src->user_id) ||
         !ks_dup(&dst->name, src->name) || !ks_dup(&dst->org_id, src->org_id) ||
         !ks_dup(&dst->project_id, src->project_id) ||
         !ks_dup(&dst->rotated_from, src->rotated_from) ||
+        !ks_dup(&dst->rotated_to, src->rotated_to) ||
         !ks_copy_lists(dst, src)) {
         ks_record_clear(dst);
         return CPS_INTERNAL;
     }
     return CPS_OK;
+}
+
+
+void ks_records_free(ks_record_t *recs, size_t n) {
+    if (recs == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        ks_record_clear(&recs[i]);
+    }
+    free(recs);
 }
 
 
@@ -146,6 +160,94 @@ int ks_find_by_hash(ks_store_t *store,
     }
     return store->ops->find_by_hash(store, hash, deadline_mono_ms, out, err,
                                     err_len);
+}
+
+
+int ks_find_by_id(ks_store_t *store,
+                  const char *key_id,
+                  int64_t deadline_mono_ms,
+                  ks_record_t *out,
+                  char *err,
+                  size_t err_len) {
+    int rc = ks_check_deadline(deadline_mono_ms, err, err_len);
+
+    if (rc != CPS_OK) {
+        return rc;
+    }
+    return store->ops->find_by_id(store, key_id, deadline_mono_ms, out, err,
+                                  err_len);
+}
+
+
+int ks_list_by_user(ks_store_t *store,
+                    const char *user_id,
+                    size_t max,
+                    int64_t deadline_mono_ms,
+                    ks_record_t **out,
+                    size_t *n,
+                    char *err,
+                    size_t err_len) {
+    int rc;
+
+    *out = NULL;
+    *n = 0;
+    rc = ks_check_deadline(deadline_mono_ms, err, err_len);
+    if (rc != CPS_OK) {
+        return rc;
+    }
+    return store->ops->list_by_user(store, user_id, max, deadline_mono_ms, out,
+                                    n, err, err_len);
+}
+
+
+int ks_revoke(ks_store_t *store,
+              const char *key_id,
+              int64_t at_ms,
+              int64_t deadline_mono_ms,
+              ks_record_t *out,
+              char *err,
+              size_t err_len) {
+    int rc = ks_check_deadline(deadline_mono_ms, err, err_len);
+
+    if (rc != CPS_OK) {
+        return rc;
+    }
+    return store->ops->revoke(store, key_id, at_ms, deadline_mono_ms, out, err,
+                              err_len);
+}
+
+
+int ks_retire(ks_store_t *store,
+              const char *key_id,
+              int64_t at_ms,
+              const char *successor,
+              int64_t deadline_mono_ms,
+              ks_record_t *out,
+              char *err,
+              size_t err_len) {
+    int rc = ks_check_deadline(deadline_mono_ms, err, err_len);
+
+    if (rc != CPS_OK) {
+        return rc;
+    }
+    return store->ops->retire(store, key_id, at_ms, successor, deadline_mono_ms,
+                              out, err, err_len);
+}
+
+
+int ks_touch(ks_store_t *store,
+             const char *key_id,
+             int64_t at_ms,
+             int64_t deadline_mono_ms,
+             char *err,
+             size_t err_len) {
+    int rc = ks_check_deadline(deadline_mono_ms, err, err_len);
+
+    if (rc != CPS_OK) {
+        return rc;
+    }
+    return store->ops->touch(store, key_id, at_ms, deadline_mono_ms, err,
+                             err_len);
 }
 
 

@@ -18,10 +18,13 @@
  * CPS_NOT_FOUND. It never contains a key or the server secret; stores never
  * see either.
  *
- * The record carries every attribute of a key, so that get, list, revoke
- * and rotate can be added as further operations on the same record:
- * revoke sets revoked_at_ms, rotation links the new key to the old one by
- * rotated_from and shortens the old one's expires_at_ms.
+ * The record carries every attribute of a key. Besides insert and the two
+ * lookups, the lifecycle changes one field at a time, and each change only
+ * ever goes one way, so that two instances doing the same thing at once
+ * cannot undo each other: revoke sets revoked_at_ms once, retire lowers
+ * expires_at_ms (rotation's grace), touch raises last_used_at_ms. A
+ * rotated key is a new record, inserted whole, that names the old one in
+ * rotated_from; retire names the new one in the old one's rotated_to.
  */
 #ifndef CPSTORE_KEYSTORE_H
 #define CPSTORE_KEYSTORE_H
@@ -51,9 +54,11 @@ typedef struct ks_record {
     char *org_id;     /* optional binding */
     char *project_id; /* optional binding */
     int64_t created_at_ms;
-    int64_t expires_at_ms; /* 0: never expires */
-    int64_t revoked_at_ms; /* 0: not revoked */
-    char *rotated_from;    /* key_id this key replaced, optional */
+    int64_t expires_at_ms;   /* 0: never expires */
+    int64_t revoked_at_ms;   /* 0: not revoked */
+    int64_t last_used_at_ms; /* 0: never; see ak_flush_usage() */
+    char *rotated_from;      /* key_id this key replaced, optional */
+    char *rotated_to;        /* key_id that replaced this one, optional */
     ks_meta_t *metadata;
     size_t n_metadata;
 } ks_record_t;
@@ -81,6 +86,59 @@ typedef struct ks_ops {
                         char *err,
                         size_t err_len);
 
+    /* Fill *out (empty) with the record whose key_id is key_id. */
+    int (*find_by_id)(ks_store_t *store,
+                      const char *key_id,
+                      int64_t deadline_mono_ms,
+                      ks_record_t *out,
+                      char *err,
+                      size_t err_len);
+
+    /* Up to max records of user_id, newest (created_at) first, into *out
+     * (a new array of *n records, NULL when there are none; free it with
+     * ks_records_free). */
+    int (*list_by_user)(ks_store_t *store,
+                        const char *user_id,
+                        size_t max,
+                        int64_t deadline_mono_ms,
+                        ks_record_t **out,
+                        size_t *n,
+                        char *err,
+                        size_t err_len);
+
+    /* Set revoked_at_ms to at_ms unless the record is revoked already,
+     * then fill *out (empty) with the record as stored: its revoked_at_ms
+     * is the first revocation's. CPS_NOT_FOUND for an unknown key_id. */
+    int (*revoke)(ks_store_t *store,
+                  const char *key_id,
+                  int64_t at_ms,
+                  int64_t deadline_mono_ms,
+                  ks_record_t *out,
+                  char *err,
+                  size_t err_len);
+
+    /* Set rotated_to to successor and lower expires_at_ms to at_ms (> 0)
+     * unless the record expires at or before at_ms already, then fill
+     * *out (empty) with the record as stored. CPS_NOT_FOUND for an
+     * unknown key_id. */
+    int (*retire)(ks_store_t *store,
+                  const char *key_id,
+                  int64_t at_ms,
+                  const char *successor,
+                  int64_t deadline_mono_ms,
+                  ks_record_t *out,
+                  char *err,
+                  size_t err_len);
+
+    /* Raise last_used_at_ms to at_ms unless it is at or after at_ms
+     * already. CPS_NOT_FOUND for an unknown key_id. */
+    int (*touch)(ks_store_t *store,
+                 const char *key_id,
+                 int64_t at_ms,
+                 int64_t deadline_mono_ms,
+                 char *err,
+                 size_t err_len);
+
     /* CPS_OK when the backend answers. */
     int (*ping)(ks_store_t *store,
                 int64_t deadline_mono_ms,
@@ -104,6 +162,10 @@ void ks_record_clear(ks_record_t *rec);
 /* Deep copy src into the empty *dst. CPS_OK or CPS_INTERNAL (out of
  * memory, dst left empty). */
 int ks_record_copy(ks_record_t *dst, const ks_record_t *src);
+
+/* Clear and free an array of n records from list_by_user. NULL is
+ * ignored. */
+void ks_records_free(ks_record_t *recs, size_t n);
 
 /*
  * An in-process store (uthash under a mutex): nothing is durable. For
@@ -137,6 +199,41 @@ int ks_find_by_hash(ks_store_t *store,
                     ks_record_t *out,
                     char *err,
                     size_t err_len);
+int ks_find_by_id(ks_store_t *store,
+                  const char *key_id,
+                  int64_t deadline_mono_ms,
+                  ks_record_t *out,
+                  char *err,
+                  size_t err_len);
+int ks_list_by_user(ks_store_t *store,
+                    const char *user_id,
+                    size_t max,
+                    int64_t deadline_mono_ms,
+                    ks_record_t **out,
+                    size_t *n,
+                    char *err,
+                    size_t err_len);
+int ks_revoke(ks_store_t *store,
+              const char *key_id,
+              int64_t at_ms,
+              int64_t deadline_mono_ms,
+              ks_record_t *out,
+              char *err,
+              size_t err_len);
+int ks_retire(ks_store_t *store,
+              const char *key_id,
+              int64_t at_ms,
+              const char *successor,
+              int64_t deadline_mono_ms,
+              ks_record_t *out,
+              char *err,
+              size_t err_len);
+int ks_touch(ks_store_t *store,
+             const char *key_id,
+             int64_t at_ms,
+             int64_t deadline_mono_ms,
+             char *err,
+             size_t err_len);
 int ks_ping(ks_store_t *store,
             int64_t deadline_mono_ms,
             char *err,

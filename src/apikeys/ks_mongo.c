@@ -6,29 +6,47 @@
  *   key_hash      HMAC-SHA256 of the key (binary, subtype 0, 32 bytes)
  *   hint, user_id, name                     strings (name may be null)
  *   scopes        array of strings
- *   org_id, project_id, rotated_from        string or null
+ *   org_id, project_id                      string or null
+ *   rotated_from, rotated_to                key_id or null: the key this
+ *                 one replaced, the key that replaced it
  *   created_at    date (UTC ms)
  *   expires_at    date, or null for never
  *   revoked_at    date, or null while not revoked
+ *   last_used_at  date, or null (absent in documents written before it)
  *   metadata      array of {key, value} documents (keys are caller data,
  *                 so they are values here, never field names)
  *
  * A key is created with one insert of one whole document: there is no
  * moment at which the key exists without its scopes, expiry or binding,
- * and a failed insert leaves nothing behind.
+ * and a failed insert leaves nothing behind. A rotated key is such an
+ * insert too.
  *
  * Indexes: unique on key_hash (the lookup of every verify, and a second
  * guard that two keys never share a hash) and {user_id, created_at} for
  * listing a user's keys. They are created by ks_mongo_new(); if the server
  * is unreachable then, by the first insert instead.
  *
- * Deadlines: reads and createIndexes carry the time left as maxTimeMS.
- * The insert does not, since maxTimeMS is not among the options
- * mongoc_collection_insert_one() documents; it is bounded by the selection
- * and socket timeouts that mg_open sets.
+ * Changes. Revoke, retire and touch are updateOne calls whose filter or
+ * operator makes them one-way: revoked_at is set only where it is null,
+ * expires_at only lowered, last_used_at only raised ($max). On MongoDB
+ * each is atomic. FerretDB v1 runs an update as a read and then a write,
+ * so two instances changing the same field at the same moment may leave
+ * the second writer's value: for revoke, a revocation time a few
+ * milliseconds after the first (the key is revoked either way); for
+ * retire, the later of two concurrent rotations' ends; for touch, a
+ * last-used time a little earlier than the latest. None of them ever
+ * turns a revoked key valid or extends a key past its own expiry. Revoke
+ * and retire then read the record back, so that the caller sees what is
+ * stored.
  *
- * This code runs on FerretDB v1 too: it uses only insert, find with
- * maxTimeMS, createIndexes (plain, compound and unique) and ping.
+ * Deadlines: reads and createIndexes carry the time left as maxTimeMS.
+ * Insert and update do not, since maxTimeMS is not among the options
+ * mongoc_collection_insert_one() and _update_one() document; they are
+ * bounded by the selection and socket timeouts that mg_open sets.
+ *
+ * This code runs on FerretDB v1 too: it uses only insert, find with sort,
+ * limit and maxTimeMS, updateOne with $set, $min and $max, createIndexes
+ * (plain, compound and unique) and ping.
  */
 #include "keystore.h"
 
@@ -93,10 +111,19 @@ static void ksm_append_index(bson_t *indexes,
 }
 
 
-static int ksm_create_indexes(ks_mongo_t *m,
-                              int64_t deadline_mono_ms,
-                              char *err,
-                              size_t err_len) {
+/*
+ * One createIndexes command per index: FerretDB 1.24 drops the connection
+ * when a single command lists several indexes that all exist already, which
+ * is the case on every start after the first.
+ */
+static int ksm_create_index(ks_mongo_t *m,
+                            int64_t deadline_mono_ms,
+                            const char *name,
+                            const char *field1,
+                            const char *field2,
+                            int unique,
+                            char *err,
+                            size_t err_len) {
     mongoc_client_t *client;
     bson_t cmd = BSON_INITIALIZER;
     bson_t indexes;
@@ -114,9 +141,7 @@ static int ksm_create_indexes(ks_mongo_t *m,
 
     BSON_APPEND_UTF8(&cmd, "createIndexes", KSM_COLLECTION);
     BSON_APPEND_ARRAY_BEGIN(&cmd, "indexes", &indexes);
-    ksm_append_index(&indexes, "0", "key_hash_unique", "key_hash", NULL, 1);
-    ksm_append_index(&indexes, "1", "user_id_created_at", "user_id",
-                     "created_at", 0);
+    ksm_append_index(&indexes, "0", name, field1, field2, unique);
     bson_append_array_end(&cmd, &indexes);
     if (max_time > 0) {
         BSON_APPEND_INT64(&cmd, "maxTimeMS", max_time);
@@ -137,6 +162,22 @@ static int ksm_create_indexes(ks_mongo_t *m,
     mg_push(m->mg, client);
     bson_destroy(&reply);
     bson_destroy(&cmd);
+    return rc;
+}
+
+
+static int ksm_create_indexes(ks_mongo_t *m,
+                              int64_t deadline_mono_ms,
+                              char *err,
+                              size_t err_len) {
+    int rc;
+
+    rc = ksm_create_index(m, deadline_mono_ms, "key_hash_unique", "key_hash",
+                          NULL, 1, err, err_len);
+    if (rc == CPS_OK) {
+        rc = ksm_create_index(m, deadline_mono_ms, "user_id_created_at",
+                              "user_id", "created_at", 0, err, err_len);
+    }
     return rc;
 }
 
@@ -215,7 +256,9 @@ static void ksm_record_to_bson(const ks_record_t *rec, bson_t *doc) {
     BSON_APPEND_DATE_TIME(doc, "created_at", rec->created_at_ms);
     ksm_append_opt_date(doc, "expires_at", rec->expires_at_ms);
     ksm_append_opt_date(doc, "revoked_at", rec->revoked_at_ms);
+    ksm_append_opt_date(doc, "last_used_at", rec->last_used_at_ms);
     ksm_append_opt_utf8(doc, "rotated_from", rec->rotated_from);
+    ksm_append_opt_utf8(doc, "rotated_to", rec->rotated_to);
     ksm_append_lists(doc, rec);
 }
 
@@ -445,14 +488,17 @@ static int ksm_record_from_bson(const bson_t *doc, ks_record_t *rec) {
              ksm_read_str(doc, "org_id", 0, &rec->org_id) &&
              ksm_read_str(doc, "project_id", 0, &rec->project_id) &&
              ksm_read_str(doc, "rotated_from", 0, &rec->rotated_from) &&
+             ksm_read_str(doc, "rotated_to", 0, &rec->rotated_to) &&
              ksm_read_date(doc, "created_at", 1, &rec->created_at_ms) &&
              ksm_read_date(doc, "expires_at", 0, &rec->expires_at_ms) &&
              ksm_read_date(doc, "revoked_at", 0, &rec->revoked_at_ms) &&
+             ksm_read_date(doc, "last_used_at", 0, &rec->last_used_at_ms) &&
              ksm_read_scopes(doc, rec) && ksm_read_metadata(doc, rec);
 
     ksm_empty_to_null(&rec->org_id);
     ksm_empty_to_null(&rec->project_id);
     ksm_empty_to_null(&rec->rotated_from);
+    ksm_empty_to_null(&rec->rotated_to);
     return ok;
 }
 
@@ -466,19 +512,18 @@ static void ksm_find_opts(bson_t *opts, int64_t max_time) {
 }
 
 
-static int ksm_find_by_hash(ks_store_t *store,
-                            const uint8_t hash[KS_HASH_LEN],
-                            int64_t deadline_mono_ms,
-                            ks_record_t *out,
-                            char *err,
-                            size_t err_len) {
-    ks_mongo_t *m = (ks_mongo_t *)store;
+/* Fill *out with the one document that filter matches. */
+static int ksm_find_one(ks_mongo_t *m,
+                        const bson_t *filter,
+                        int64_t deadline_mono_ms,
+                        ks_record_t *out,
+                        char *err,
+                        size_t err_len) {
     mongoc_client_t *client;
     mongoc_collection_t *coll;
     mongoc_cursor_t *cursor;
     const bson_t *doc;
     bson_error_t error;
-    bson_t filter = BSON_INITIALIZER;
     bson_t opts = BSON_INITIALIZER;
     int64_t max_time;
     int rc;
@@ -489,8 +534,6 @@ static int ksm_find_by_hash(ks_store_t *store,
                     "find in " KSM_COLLECTION ": deadline passed");
         goto done;
     }
-    BSON_APPEND_BINARY(&filter, "key_hash", BSON_SUBTYPE_BINARY, hash,
-                       KS_HASH_LEN);
     ksm_find_opts(&opts, max_time);
 
     client = mg_pop(m->mg);
@@ -501,7 +544,7 @@ static int ksm_find_by_hash(ks_store_t *store,
     }
     coll = mongoc_client_get_collection(client, mg_database_name(m->mg),
                                         KSM_COLLECTION);
-    cursor = mongoc_collection_find_with_opts(coll, &filter, &opts, NULL);
+    cursor = mongoc_collection_find_with_opts(coll, filter, &opts, NULL);
 
     rc = CPS_NOT_FOUND;
     if (mongoc_cursor_next(cursor, &doc)) {
@@ -522,7 +565,294 @@ static int ksm_find_by_hash(ks_store_t *store,
 
 done:
     bson_destroy(&opts);
+    return rc;
+}
+
+
+static int ksm_find_by_hash(ks_store_t *store,
+                            const uint8_t hash[KS_HASH_LEN],
+                            int64_t deadline_mono_ms,
+                            ks_record_t *out,
+                            char *err,
+                            size_t err_len) {
+    bson_t filter = BSON_INITIALIZER;
+    int rc;
+
+    BSON_APPEND_BINARY(&filter, "key_hash", BSON_SUBTYPE_BINARY, hash,
+                       KS_HASH_LEN);
+    rc = ksm_find_one((ks_mongo_t *)store, &filter, deadline_mono_ms, out, err,
+                      err_len);
     bson_destroy(&filter);
+    return rc;
+}
+
+
+static int ksm_find_by_id(ks_store_t *store,
+                          const char *key_id,
+                          int64_t deadline_mono_ms,
+                          ks_record_t *out,
+                          char *err,
+                          size_t err_len) {
+    bson_t filter = BSON_INITIALIZER;
+    int rc;
+
+    BSON_APPEND_UTF8(&filter, "_id", key_id);
+    rc = ksm_find_one((ks_mongo_t *)store, &filter, deadline_mono_ms, out, err,
+                      err_len);
+    bson_destroy(&filter);
+    return rc;
+}
+
+
+/* Read up to max documents of the cursor into a new array. */
+static int ksm_read_list(mongoc_cursor_t *cursor,
+                         size_t max,
+                         ks_record_t **out,
+                         size_t *n,
+                         char *err,
+                         size_t err_len) {
+    const bson_t *doc;
+    bson_error_t error;
+
+    *out = calloc(max, sizeof(**out));
+    if (*out == NULL) {
+        ksm_set_err(err, err_len, "out of memory");
+        return CPS_INTERNAL;
+    }
+    while (*n < max && mongoc_cursor_next(cursor, &doc)) {
+        /* Counted first, so that a half-read record is still cleared. */
+        (*n)++;
+        if (!ksm_record_from_bson(doc, &(*out)[*n - 1])) {
+            ksm_set_err(err, err_len,
+                        "stored document in " KSM_COLLECTION " is malformed");
+            return CPS_INTERNAL;
+        }
+    }
+    if (mongoc_cursor_error(cursor, &error)) {
+        return mg_error(&error, "list in " KSM_COLLECTION, err, err_len);
+    }
+    return CPS_OK;
+}
+
+
+/* The index {user_id, created_at} serves both the filter and the sort. */
+static int ksm_list_by_user(ks_store_t *store,
+                            const char *user_id,
+                            size_t max,
+                            int64_t deadline_mono_ms,
+                            ks_record_t **out,
+                            size_t *n,
+                            char *err,
+                            size_t err_len) {
+    ks_mongo_t *m = (ks_mongo_t *)store;
+    mongoc_client_t *client;
+    mongoc_collection_t *coll;
+    mongoc_cursor_t *cursor;
+    bson_t filter = BSON_INITIALIZER;
+    bson_t opts = BSON_INITIALIZER;
+    bson_t sort;
+    int64_t max_time;
+    int rc;
+
+    *out = NULL;
+    *n = 0;
+    if (max == 0) {
+        return CPS_OK;
+    }
+    rc = mg_max_time_ms(deadline_mono_ms, &max_time);
+    if (rc != CPS_OK) {
+        ksm_set_err(err, err_len,
+                    "list in " KSM_COLLECTION ": deadline passed");
+        return rc;
+    }
+    BSON_APPEND_UTF8(&filter, "user_id", user_id);
+    BSON_APPEND_DOCUMENT_BEGIN(&opts, "sort", &sort);
+    BSON_APPEND_INT32(&sort, "created_at", -1);
+    bson_append_document_end(&opts, &sort);
+    BSON_APPEND_INT64(&opts, "limit", (int64_t)max);
+    if (max_time > 0) {
+        BSON_APPEND_INT64(&opts, "maxTimeMS", max_time);
+    }
+
+    client = mg_pop(m->mg);
+    if (client == NULL) {
+        ksm_set_err(err, err_len, "list: no MongoDB client");
+        rc = CPS_UNAVAILABLE;
+        goto done;
+    }
+    coll = mongoc_client_get_collection(client, mg_database_name(m->mg),
+                                        KSM_COLLECTION);
+    cursor = mongoc_collection_find_with_opts(coll, &filter, &opts, NULL);
+    rc = ksm_read_list(cursor, max, out, n, err, err_len);
+    mongoc_cursor_destroy(cursor);
+    mongoc_collection_destroy(coll);
+    mg_push(m->mg, client);
+
+done:
+    if (rc != CPS_OK) {
+        ks_records_free(*out, *n);
+        *out = NULL;
+        *n = 0;
+    }
+    bson_destroy(&opts);
+    bson_destroy(&filter);
+    return rc;
+}
+
+
+/* One updateOne; *matched receives the number of documents the filter
+ * matched (0 or 1). */
+static int ksm_update_one(ks_mongo_t *m,
+                          const bson_t *filter,
+                          const bson_t *update,
+                          const char *what,
+                          int64_t *matched,
+                          char *err,
+                          size_t err_len) {
+    mongoc_client_t *client;
+    mongoc_collection_t *coll;
+    bson_error_t error;
+    bson_iter_t it;
+    bson_t reply;
+    int rc = CPS_OK;
+
+    *matched = 0;
+    client = mg_pop(m->mg);
+    if (client == NULL) {
+        ksm_set_err(err, err_len, "%s: no MongoDB client", what);
+        return CPS_UNAVAILABLE;
+    }
+    coll = mongoc_client_get_collection(client, mg_database_name(m->mg),
+                                        KSM_COLLECTION);
+    if (!mongoc_collection_update_one(coll, filter, update, NULL, &reply,
+                                      &error)) {
+        rc = mg_error(&error, what, err, err_len);
+        /* The change did not happen: a failed write, whatever the cause. */
+        if (rc == CPS_INTERNAL) {
+            rc = CPS_UNAVAILABLE;
+        }
+    } else if (bson_iter_init_find(&it, &reply, "matchedCount") &&
+               BSON_ITER_HOLDS_NUMBER(&it)) {
+        *matched = bson_iter_as_int64(&it);
+    }
+    bson_destroy(&reply);
+    mongoc_collection_destroy(coll);
+    mg_push(m->mg, client);
+    return rc;
+}
+
+
+/* Run a one-way update of the document key_id (the filter's _id), then
+ * read the document back into out. The update matching nothing is no
+ * answer by itself (the change may have been made already), so the read
+ * decides between "as stored" and CPS_NOT_FOUND. */
+static int ksm_change_and_read(ks_mongo_t *m,
+                               const char *key_id,
+                               const bson_t *filter,
+                               const bson_t *update,
+                               const char *what,
+                               int64_t deadline_mono_ms,
+                               ks_record_t *out,
+                               char *err,
+                               size_t err_len) {
+    int64_t matched;
+    int rc;
+
+    rc = ksm_update_one(m, filter, update, what, &matched, err, err_len);
+    if (rc != CPS_OK) {
+        return rc;
+    }
+    return ksm_find_by_id(&m->base, key_id, deadline_mono_ms, out, err,
+                          err_len);
+}
+
+
+static int ksm_revoke(ks_store_t *store,
+                      const char *key_id,
+                      int64_t at_ms,
+                      int64_t deadline_mono_ms,
+                      ks_record_t *out,
+                      char *err,
+                      size_t err_len) {
+    bson_t *filter;
+    bson_t *update;
+    int rc;
+
+    /* {revoked_at: null} matches null and absent alike. */
+    filter = BCON_NEW("_id", BCON_UTF8(key_id), "revoked_at", BCON_NULL);
+    update = BCON_NEW("$set", "{", "revoked_at", BCON_DATE_TIME(at_ms), "}");
+    rc = ksm_change_and_read((ks_mongo_t *)store, key_id, filter, update,
+                             "revoke in " KSM_COLLECTION, deadline_mono_ms, out,
+                             err, err_len);
+    bson_destroy(update);
+    bson_destroy(filter);
+    return rc;
+}
+
+
+/* $min lowers a date but keeps a null (null sorts below every date): a
+ * key that never expired gets its end from a $set that matches only while
+ * expires_at is null, any other key from $min. */
+static int ksm_retire(ks_store_t *store,
+                      const char *key_id,
+                      int64_t at_ms,
+                      const char *successor,
+                      int64_t deadline_mono_ms,
+                      ks_record_t *out,
+                      char *err,
+                      size_t err_len) {
+    static const char what[] = "retire in " KSM_COLLECTION;
+    ks_mongo_t *m = (ks_mongo_t *)store;
+    bson_t *filter;
+    bson_t *update;
+    int64_t matched;
+    int rc;
+
+    filter = BCON_NEW("_id", BCON_UTF8(key_id), "expires_at", BCON_NULL);
+    update = BCON_NEW("$set", "{", "expires_at", BCON_DATE_TIME(at_ms),
+                      "rotated_to", BCON_UTF8(successor), "}");
+    rc = ksm_update_one(m, filter, update, what, &matched, err, err_len);
+    bson_destroy(update);
+    bson_destroy(filter);
+
+    if (rc == CPS_OK && matched == 0) {
+        filter = BCON_NEW("_id", BCON_UTF8(key_id));
+        update = BCON_NEW("$min", "{", "expires_at", BCON_DATE_TIME(at_ms), "}",
+                          "$set", "{", "rotated_to", BCON_UTF8(successor), "}");
+        rc = ksm_update_one(m, filter, update, what, &matched, err, err_len);
+        bson_destroy(update);
+        bson_destroy(filter);
+    }
+    if (rc != CPS_OK) {
+        return rc;
+    }
+    return ksm_find_by_id(store, key_id, deadline_mono_ms, out, err, err_len);
+}
+
+
+/* $max raises a null or absent last_used_at too: null sorts below every
+ * date, on MongoDB and on FerretDB alike. */
+static int ksm_touch(ks_store_t *store,
+                     const char *key_id,
+                     int64_t at_ms,
+                     int64_t deadline_mono_ms,
+                     char *err,
+                     size_t err_len) {
+    bson_t *filter;
+    bson_t *update;
+    int64_t matched;
+    int rc;
+
+    (void)deadline_mono_ms; /* checked by ks_touch; see the note above */
+    filter = BCON_NEW("_id", BCON_UTF8(key_id));
+    update = BCON_NEW("$max", "{", "last_used_at", BCON_DATE_TIME(at_ms), "}");
+    rc = ksm_update_one((ks_mongo_t *)store, filter, update,
+                        "touch in " KSM_COLLECTION, &matched, err, err_len);
+    if (rc == CPS_OK && matched == 0) {
+        rc = CPS_NOT_FOUND;
+    }
+    bson_destroy(update);
+    bson_destroy(filter);
     return rc;
 }
 
@@ -558,6 +888,11 @@ static const ks_ops_t ks_mongo_ops = {
     .kind = "mongodb",
     .insert = ksm_insert,
     .find_by_hash = ksm_find_by_hash,
+    .find_by_id = ksm_find_by_id,
+    .list_by_user = ksm_list_by_user,
+    .revoke = ksm_revoke,
+    .retire = ksm_retire,
+    .touch = ksm_touch,
     .ping = ksm_ping,
     .destroy = ksm_destroy,
 };
