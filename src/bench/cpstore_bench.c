@@ -18,6 +18,7 @@
 #include "clock.h"
 #include "cpstore_client.h"
 #include "duration.h"
+#include "rl_script.h"
 #include "status.h"
 
 #define BENCH_MAX_CONNS    256
@@ -158,6 +159,8 @@ static void bench_usage(FILE *out) {
             "  --keys N             distinct keys per connection (default "
             "1000)\n"
             "  --json               one JSON object instead of text\n"
+            "  --print-lua          print cpstored's rate-limit Lua script "
+            "and exit\n"
             "  -h, --help           this help\n");
 }
 
@@ -170,6 +173,7 @@ static int bench_parse(bench_cfg_t *cfg, int argc, char **argv) {
         {"duration", required_argument, NULL, 'd'},
         {"keys", required_argument, NULL, 'k'},
         {"json", no_argument, NULL, 'j'},
+        {"print-lua", no_argument, NULL, 'L'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -206,6 +210,10 @@ static int bench_parse(bench_cfg_t *cfg, int argc, char **argv) {
         case 'j':
             cfg->json = 1;
             break;
+        case 'L':
+            /* For redis-benchmark, so both run the very same script. */
+            fputs(rl_script_source, stdout);
+            return 0;
         case 'h':
             bench_usage(stdout);
             return 0;

@@ -65,6 +65,8 @@ typedef int (*cli_command_fn)(cli_opts_t *o, int argc, char **argv);
 int cli_health_main(cli_opts_t *o, int argc, char **argv);
 int cli_ratelimit_main(cli_opts_t *o, int argc, char **argv);
 int cli_keys_main(cli_opts_t *o, int argc, char **argv);
+int cli_sessions_main(cli_opts_t *o, int argc, char **argv);
+int cli_tokens_main(cli_opts_t *o, int argc, char **argv);
 
 /* Defaults for the common options, from the environment where it says. */
 void cli_opts_init(cli_opts_t *o);

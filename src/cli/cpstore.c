@@ -23,8 +23,23 @@ static const char cpstore_usage[] =
     "Commands:\n"
     "  health            is the server serving\n"
     "  ratelimit check   admit a request under a sliding-window limit\n"
+    "  ratelimit check-many\n"
+    "                    admit a request under several limits at once\n"
     "  keys create       issue an API key\n"
     "  keys verify       check an API key\n"
+    "  keys get          describe an API key\n"
+    "  keys list         a user's API keys, newest first\n"
+    "  keys revoke       revoke an API key everywhere\n"
+    "  keys rotate       replace an API key, with a grace period\n"
+    "  sessions create   start a session; prints its token once\n"
+    "  sessions validate check a session token\n"
+    "  sessions revoke   end one session, by token or id\n"
+    "  sessions revoke-all\n"
+    "                    end every session of a user\n"
+    "  sessions list     a user's live sessions, newest first\n"
+    "  tokens issue      issue a single-use token; prints it once\n"
+    "  tokens consume    use a single-use token up, exactly once\n"
+    "  tokens revoke     make a single-use token unusable\n"
     "\n"
     "Run 'cpstore COMMAND --help' for a command's options.\n"
     "\n" CLI_COMMON_HELP "  --version           print the version\n"
@@ -41,6 +56,8 @@ static const cpstore_command_t cpstore_commands[] = {
     {"health", cli_health_main},
     {"ratelimit", cli_ratelimit_main},
     {"keys", cli_keys_main},
+    {"sessions", cli_sessions_main},
+    {"tokens", cli_tokens_main},
 };
 
 

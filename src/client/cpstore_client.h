@@ -24,6 +24,8 @@
 #include "cpstore/v1/health.pb.h"
 #include "cpstore/v1/ratelimit.pb.h"
 #include "cpstore/v1/apikeys.pb.h"
+#include "cpstore/v1/sessions.pb.h"
+#include "cpstore/v1/tokens.pb.h"
 
 enum {
     CPC_OK         = 0,

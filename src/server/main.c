@@ -12,8 +12,10 @@
 
 #include "apikeys.h"
 #include "cfgfile.h"
+#include "clock.h"
 #include "config.h"
 #include "crypto.h"
+#include "housekeeping.h"
 #include "keystore.h"
 #include "log.h"
 #include "mongo.h"
@@ -21,10 +23,13 @@
 #include "status.h"
 #include "ratelimit.h"
 #include "server.h"
+#include "sessions.h"
+#include "tokens.h"
 #include "worker.h"
 
 #define MAIN_DEV_SECRET_LEN 32
 #define MAIN_PROBE_MS       3000
+#define MAIN_FLUSH_MS       5000 /* last-used times at shutdown */
 
 typedef struct daemon {
     uv_loop_t *loop;
@@ -37,7 +42,11 @@ typedef struct daemon {
     mg_t *mongo;
     ks_store_t *keystore;
     ak_service_t *apikeys;
+    ss_service_t *sessions;
+    tk_service_t *tokens;
+    srv_backends_t be;
     srv_t *srv;
+    hk_t *hk;
     uv_signal_t sigterm;
     uv_signal_t sigint;
     uv_signal_t sighup;
@@ -207,6 +216,32 @@ static int main_backends(daemon_t *d) {
     if (d->apikeys == NULL) {
         return main_refuse("out of memory");
     }
+
+    d->sessions =
+        ss_service_new(d->mongo, d->secret, d->secret_len, err, sizeof(err));
+    if (d->sessions == NULL) {
+        return main_refuse(err);
+    }
+    if (d->mongo == NULL) {
+        log_warn("sessions use the memory backend: nothing is durable or "
+                 "shared between instances (set --mongo)");
+    } else if (ss_ttl_status(d->sessions) == SS_TTL_UNSUPPORTED) {
+        log_info("the MongoDB server has no TTL indexes: expired sessions "
+                 "are removed by the periodic purge only");
+    }
+
+    d->tokens = tk_service_new(d->mongo, d->secret, d->secret_len, err,
+                               sizeof(err));
+    if (d->tokens == NULL) {
+        return main_refuse(err);
+    }
+    if (d->mongo == NULL) {
+        log_warn("single-use tokens use the memory backend: nothing is "
+                 "durable or shared between instances (set --mongo)");
+    } else if (tk_service_ttl_index(d->tokens) == TK_TTL_UNSUPPORTED) {
+        log_info("the MongoDB server has no TTL indexes: expired tokens "
+                 "are removed by the periodic purge only");
+    }
     return 0;
 }
 
@@ -230,6 +265,10 @@ static void main_drained(void *arg) {
     uv_unref((uv_handle_t *)&d->sigterm);
     uv_unref((uv_handle_t *)&d->sigint);
     uv_unref((uv_handle_t *)&d->sighup);
+    if (d->hk != NULL) {
+        hk_stop(d->hk);
+        d->hk = NULL;
+    }
     if (d->ratelimit != NULL) {
         d->ratelimit->ops->close(d->ratelimit);
         d->ratelimit = NULL;
@@ -255,6 +294,7 @@ static void main_signal(uv_signal_t *handle, int signum) {
 
 static void main_cleanup(daemon_t *d) {
     sigset_t block;
+    char err[256];
 
     if (d->ratelimit != NULL) {
         d->ratelimit->ops->close(d->ratelimit);
@@ -276,8 +316,16 @@ static void main_cleanup(daemon_t *d) {
         log_warn("event loop closed with handles still open");
     }
     if (d->apikeys != NULL) {
+        /* Verify only notes last-used times in memory: write them out
+         * before they are lost with the process. */
+        if (ak_flush_usage(d->apikeys, clock_mono_ms() + MAIN_FLUSH_MS, err,
+                           sizeof(err)) != CPS_OK) {
+            log_warn("last-used times of API keys not saved: %s", err);
+        }
         ak_service_free(d->apikeys);
     }
+    ss_service_free(d->sessions);
+    tk_service_free(d->tokens);
     if (d->keystore != NULL) {
         ks_free(d->keystore);
     }
@@ -324,15 +372,17 @@ int main(int argc, char **argv) {
         d.exit_code = main_backends(&d);
     }
     if (d.exit_code == 0) {
-        srv_backends_t be = {
+        d.be = (srv_backends_t){
             .ratelimit = d.ratelimit,
             .apikeys = d.apikeys,
+            .sessions = d.sessions,
+            .tokens = d.tokens,
             .keystore = d.keystore,
             .workers = d.workers,
             .config = d.config,
         };
 
-        d.srv = srv_start(d.loop, &d.cfg.srv, &be, err, sizeof(err));
+        d.srv = srv_start(d.loop, &d.cfg.srv, &d.be, err, sizeof(err));
         if (d.srv == NULL) {
             d.exit_code = main_refuse(err);
         }
@@ -351,6 +401,12 @@ int main(int argc, char **argv) {
     uv_signal_init(d.loop, &d.sighup);
     d.sighup.data = &d;
     uv_signal_start(&d.sighup, main_reload, SIGHUP);
+
+    /* Purges and usage flushes; main_reload keeps d.config current. */
+    d.hk = hk_start(d.loop, &d.be, (const cf_file_t *const *)&d.config);
+    if (d.hk != NULL) {
+        hk_run(d.hk);
+    }
 
     log_info("listening addr=%s version=%s profile=%s ratelimit=%s "
              "apikeys=%s",
