@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -106,15 +107,25 @@ static void h_spawn(h_proc_t *p,
                     const char *const *env) {
     static unsigned n;
     const char *tmp = getenv("TMPDIR");
+    pid_t parent;
     pid_t pid;
 
     snprintf(p->log_path, sizeof(p->log_path), "%s/cpstore-test-%d-%u.log",
              tmp ? tmp : "/tmp", (int)getpid(), n++);
 
+    parent = getpid();
     pid = fork();
     cr_assert(pid >= 0, "fork: %s", strerror(errno));
     if (pid == 0) {
-        int fd = open(p->log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int fd;
+
+        /* Whatever happens to the test (a failed assertion before its
+         * h_proc_stop, a crash, a timeout), its servers die with it. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) {
+            _exit(127);
+        }
+        fd = open(p->log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 
         if (fd >= 0) {
             dup2(fd, STDERR_FILENO);
