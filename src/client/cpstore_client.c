@@ -334,6 +334,7 @@ cpc_connect(const char *addr, int timeout_ms, char *err, size_t err_len) {
         return NULL;
     }
 
+    err[0] = '\0'; /* a failed attempt before the one that worked */
     c->fd = fd;
     c->timeout_ms = timeout_ms;
     c->next_id = 1;
