@@ -92,7 +92,8 @@ typedef struct key_opts {
 
 static cpstore_v1_CreateApiKeyResponse create_key(cpc_t *c,
                                                   const key_opts_t *o) {
-    cpstore_v1_CreateApiKeyRequest req = cpstore_v1_CreateApiKeyRequest_init_zero;
+    cpstore_v1_CreateApiKeyRequest req =
+        cpstore_v1_CreateApiKeyRequest_init_zero;
     cpstore_v1_CreateApiKeyResponse resp;
     cpc_reply_t reply;
 
@@ -116,11 +117,13 @@ static cpstore_v1_CreateApiKeyResponse create_key(cpc_t *c,
 }
 
 
-static cpstore_v1_VerifyApiKeyResponse verify(cpc_t *c, const char *key,
+static cpstore_v1_VerifyApiKeyResponse verify(cpc_t *c,
+                                              const char *key,
                                               const char *scope,
                                               const char *org,
                                               const char *project) {
-    cpstore_v1_VerifyApiKeyRequest req = cpstore_v1_VerifyApiKeyRequest_init_zero;
+    cpstore_v1_VerifyApiKeyRequest req =
+        cpstore_v1_VerifyApiKeyRequest_init_zero;
     cpstore_v1_VerifyApiKeyResponse resp;
     cpc_reply_t reply;
 
@@ -142,8 +145,8 @@ static cpstore_v1_VerifyApiKeyResponse verify(cpc_t *c, const char *key,
 }
 
 
-static cpstore_v1_VerifyCode verify_code(cpc_t *c, const char *key,
-                                         const char *scope) {
+static cpstore_v1_VerifyCode
+verify_code(cpc_t *c, const char *key, const char *scope) {
     return verify(c, key, scope, NULL, NULL).code;
 }
 
@@ -296,7 +299,8 @@ AK_TEST(checks_run_in_the_documented_order) {
 
 AK_TEST(already_expired_key_is_invalid_argument) {
     cpc_t *c = h_connect(&server);
-    cpstore_v1_CreateApiKeyRequest req = cpstore_v1_CreateApiKeyRequest_init_zero;
+    cpstore_v1_CreateApiKeyRequest req =
+        cpstore_v1_CreateApiKeyRequest_init_zero;
     cpstore_v1_CreateApiKeyResponse resp;
     cpc_reply_t reply;
 
@@ -311,7 +315,8 @@ AK_TEST(already_expired_key_is_invalid_argument) {
 
 AK_TEST(bad_create_requests_are_invalid_argument) {
     cpc_t *c = h_connect(&server);
-    cpstore_v1_CreateApiKeyRequest req = cpstore_v1_CreateApiKeyRequest_init_zero;
+    cpstore_v1_CreateApiKeyRequest req =
+        cpstore_v1_CreateApiKeyRequest_init_zero;
     cpstore_v1_CreateApiKeyResponse resp;
     cpc_reply_t reply;
 
@@ -330,8 +335,11 @@ AK_TEST(bad_create_requests_are_invalid_argument) {
 
 
 /* What MongoDB holds for a key: neither the key nor a piece of it. */
-Test(ak_mongo, stored_document_holds_no_piece_of_the_key,
-     .init = start_mongo_backend, .fini = stop_server, .timeout = 60) {
+Test(ak_mongo,
+     stored_document_holds_no_piece_of_the_key,
+     .init = start_mongo_backend,
+     .fini = stop_server,
+     .timeout = 60) {
     cpc_t *c = h_connect(&server);
     key_opts_t o = {.scopes = {"a:b"}};
     cpstore_v1_CreateApiKeyResponse k = create_key(c, &o);
@@ -347,8 +355,7 @@ Test(ak_mongo, stored_document_holds_no_piece_of_the_key,
     coll = mongoc_client_get_collection(client, db_name, "api_keys");
     filter = BCON_NEW("_id", BCON_UTF8(k.key_id));
     cursor = mongoc_collection_find_with_opts(coll, filter, NULL, NULL);
-    cr_assert(mongoc_cursor_next(cursor, &doc), "no document for %s",
-              k.key_id);
+    cr_assert(mongoc_cursor_next(cursor, &doc), "no document for %s", k.key_id);
     json = bson_as_relaxed_extended_json(doc, NULL);
     cr_assert_not_null(json);
 
@@ -372,8 +379,11 @@ Test(ak_mongo, stored_document_holds_no_piece_of_the_key,
 }
 
 
-Test(ak_mongo, key_verifies_after_a_restart_with_the_same_secret,
-     .init = start_mongo_backend, .fini = stop_server, .timeout = 60) {
+Test(ak_mongo,
+     key_verifies_after_a_restart_with_the_same_secret,
+     .init = start_mongo_backend,
+     .fini = stop_server,
+     .timeout = 60) {
     const char *args[] = {mongo_arg, db_arg, NULL};
     const char *env[] = {"CPSTORE_SECRET=" SECRET, NULL};
     key_opts_t o = {.scopes = {"a:b"}};
@@ -394,7 +404,9 @@ Test(ak_mongo, key_verifies_after_a_restart_with_the_same_secret,
 }
 
 
-Test(ak_mongo, health_reports_mongodb_serving, .init = start_mongo_backend,
+Test(ak_mongo,
+     health_reports_mongodb_serving,
+     .init = start_mongo_backend,
      .fini = stop_server) {
     cpc_t *c = h_connect(&server);
     cpstore_v1_HealthCheckResponse resp;
@@ -409,11 +421,14 @@ Test(ak_mongo, health_reports_mongodb_serving, .init = start_mongo_backend,
 
 
 /* A database nobody listens on: requests fail fast, the server lives. */
-Test(ak_unreachable, create_and_verify_are_unavailable, .fini = stop_server,
+Test(ak_unreachable,
+     create_and_verify_are_unavailable,
+     .fini = stop_server,
      .timeout = 60) {
     char uri[128];
     const char *args[] = {uri, NULL};
-    cpstore_v1_CreateApiKeyRequest req = cpstore_v1_CreateApiKeyRequest_init_zero;
+    cpstore_v1_CreateApiKeyRequest req =
+        cpstore_v1_CreateApiKeyRequest_init_zero;
     cpstore_v1_CreateApiKeyResponse resp;
     cpstore_v1_HealthCheckResponse health;
     cpc_reply_t reply;
@@ -477,8 +492,11 @@ static void wait_until(int64_t utc_ms) {
 }
 
 
-Test(ak_time, utc_expiry_is_exact_under_another_time_zone,
-     .init = start_mongo_in_kolkata, .fini = stop_server, .timeout = 60) {
+Test(ak_time,
+     utc_expiry_is_exact_under_another_time_zone,
+     .init = start_mongo_in_kolkata,
+     .fini = stop_server,
+     .timeout = 60) {
     cpc_t *c = h_connect(&server);
     key_opts_t o = {.scopes = {"a:b"}};
     cpstore_v1_CreateApiKeyResponse k;
@@ -501,8 +519,7 @@ Test(ak_time, utc_expiry_is_exact_under_another_time_zone,
     cr_assert(bson_iter_init_find(&it, doc, "expires_at"));
     cr_assert_eq(bson_iter_type(&it), BSON_TYPE_DATE_TIME);
     cr_assert_eq(bson_iter_date_time(&it), o.expires_at_ms,
-                 "stored %lld, asked %lld",
-                 (long long)bson_iter_date_time(&it),
+                 "stored %lld, asked %lld", (long long)bson_iter_date_time(&it),
                  (long long)o.expires_at_ms);
     bson_destroy(filter);
     mongoc_cursor_destroy(cursor);

@@ -11,7 +11,9 @@
 #define MAX_PAYLOAD 4096
 
 
-static size_t make_frame(uint8_t *out, uint8_t type, uint32_t request_id,
+static size_t make_frame(uint8_t *out,
+                         uint8_t type,
+                         uint32_t request_id,
                          const char *payload) {
     frame_header_t h = {0};
     size_t len = strlen(payload);
@@ -29,8 +31,11 @@ static size_t make_frame(uint8_t *out, uint8_t type, uint32_t request_id,
 
 
 /* Feed all of in, collecting the first frame; returns the last result. */
-static int feed_all(frame_decoder_t *dec, const uint8_t *in, size_t len,
-                    frame_header_t *hdr, const uint8_t **payload) {
+static int feed_all(frame_decoder_t *dec,
+                    const uint8_t *in,
+                    size_t len,
+                    frame_header_t *hdr,
+                    const uint8_t **payload) {
     size_t off = 0;
     int rc = FRAME_NEED_MORE;
 
@@ -120,13 +125,13 @@ Test(frame, truncated_input_waits_for_the_rest) {
     cr_assert_eq(frame_decoder_feed(&dec, buf, 10, &used, &hdr, &payload),
                  FRAME_NEED_MORE);
     cr_assert_eq(used, 10);
-    cr_assert_eq(frame_decoder_feed(&dec, buf + 10, len - 11, &used, &hdr,
-                                    &payload),
-                 FRAME_NEED_MORE);
+    cr_assert_eq(
+        frame_decoder_feed(&dec, buf + 10, len - 11, &used, &hdr, &payload),
+        FRAME_NEED_MORE);
     cr_assert_eq(used, len - 11);
-    cr_assert_eq(frame_decoder_feed(&dec, buf + len - 1, 1, &used, &hdr,
-                                    &payload),
-                 FRAME_OK);
+    cr_assert_eq(
+        frame_decoder_feed(&dec, buf + len - 1, 1, &used, &hdr, &payload),
+        FRAME_OK);
     cr_assert_arr_eq(payload, "payload", 7);
     frame_decoder_free(&dec);
 }
@@ -196,9 +201,9 @@ Test(frame, bad_magic_fails_on_the_first_byte) {
     size_t used = 0;
 
     frame_decoder_init(&dec, MAX_PAYLOAD);
-    cr_assert_eq(frame_decoder_feed(&dec, http, sizeof(http) - 1, &used, &hdr,
-                                    &payload),
-                 FRAME_E_MAGIC);
+    cr_assert_eq(
+        frame_decoder_feed(&dec, http, sizeof(http) - 1, &used, &hdr, &payload),
+        FRAME_E_MAGIC);
     frame_decoder_free(&dec);
 
     frame_decoder_init(&dec, MAX_PAYLOAD);
@@ -228,8 +233,7 @@ Test(frame, bad_version_type_flags_and_reserved_are_errors) {
 
     make_frame(buf, FRAME_REQUEST, 1, "");
     buf[23] = 0x01;
-    cr_assert_eq(frame_decode_header(buf, MAX_PAYLOAD, &hdr),
-                 FRAME_E_RESERVED);
+    cr_assert_eq(frame_decode_header(buf, MAX_PAYLOAD, &hdr), FRAME_E_RESERVED);
 }
 
 
@@ -247,9 +251,9 @@ Test(frame, oversized_length_is_rejected_before_allocation) {
     frame_encode_header(&h, buf);
 
     frame_decoder_init(&dec, MAX_PAYLOAD);
-    cr_assert_eq(frame_decoder_feed(&dec, buf, sizeof(buf), &used, &hdr,
-                                    &payload),
-                 FRAME_E_TOO_LARGE);
+    cr_assert_eq(
+        frame_decoder_feed(&dec, buf, sizeof(buf), &used, &hdr, &payload),
+        FRAME_E_TOO_LARGE);
     cr_assert_null(dec.payload);
     cr_assert_eq(dec.payload_cap, 0);
     frame_decoder_free(&dec);

@@ -105,8 +105,7 @@ Test(housekeeping, expired_tokens_and_sessions_are_purged, .timeout = 60) {
     treq.ttl_ms = 500;
     cr_assert_eq(cpc_call(c, cpstore_v1_TokensMethod_TOKENS_METHOD_ISSUE,
                           cpstore_v1_IssueTokenRequest_fields, &treq,
-                          cpstore_v1_IssueTokenResponse_fields, &tresp,
-                          &reply),
+                          cpstore_v1_IssueTokenResponse_fields, &tresp, &reply),
                  CPC_OK);
     cr_assert_eq(reply.status, 0, "%s", reply.error.message);
 
@@ -175,13 +174,13 @@ static void usage_is_flushed_while_running(int on_mongo) {
 }
 
 
-Test(housekeeping, key_usage_is_flushed_while_running_on_mongo,
-     .timeout = 60) {
+Test(housekeeping, key_usage_is_flushed_while_running_on_mongo, .timeout = 60) {
     usage_is_flushed_while_running(1);
 }
 
 
-Test(housekeeping, key_usage_is_flushed_while_running_on_memory,
+Test(housekeeping,
+     key_usage_is_flushed_while_running_on_memory,
      .timeout = 60) {
     usage_is_flushed_while_running(0);
 }

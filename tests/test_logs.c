@@ -13,7 +13,7 @@
 
 #include "harness.h"
 
-#define SECRET "log-secret-XyZ0123456789abcdefQRSTUVWxyz0123"
+#define SECRET      "log-secret-XyZ0123456789abcdefQRSTUVWxyz0123"
 #define MAX_SECRETS 32
 
 static h_proc_t server;
@@ -29,31 +29,40 @@ static void remember(const char *s) {
 
 
 /* Call, expecting the given status (0 = OK). */
-static void call(cpc_t *c, uint16_t method, const pb_msgdesc_t *req_fields,
-                 const void *req, const pb_msgdesc_t *resp_fields, void *resp,
+static void call(cpc_t *c,
+                 uint16_t method,
+                 const pb_msgdesc_t *req_fields,
+                 const void *req,
+                 const pb_msgdesc_t *resp_fields,
+                 void *resp,
                  int want) {
     cpc_reply_t reply;
 
-    cr_assert_eq(cpc_call(c, method, req_fields, req, resp_fields, resp,
-                          &reply),
-                 CPC_OK, "method 0x%04x: %s", method, cpc_last_error(c));
+    cr_assert_eq(
+        cpc_call(c, method, req_fields, req, resp_fields, resp, &reply), CPC_OK,
+        "method 0x%04x: %s", method, cpc_last_error(c));
     cr_assert_eq(reply.status, want, "method 0x%04x: status %d (%s)", method,
                  reply.status, reply.error.message);
 }
 
 
 static void exercise_keys(cpc_t *c) {
-    cpstore_v1_CreateApiKeyRequest cr = cpstore_v1_CreateApiKeyRequest_init_zero;
+    cpstore_v1_CreateApiKeyRequest cr =
+        cpstore_v1_CreateApiKeyRequest_init_zero;
     cpstore_v1_CreateApiKeyResponse ck;
-    cpstore_v1_VerifyApiKeyRequest vr = cpstore_v1_VerifyApiKeyRequest_init_zero;
+    cpstore_v1_VerifyApiKeyRequest vr =
+        cpstore_v1_VerifyApiKeyRequest_init_zero;
     cpstore_v1_VerifyApiKeyResponse vk;
     cpstore_v1_GetApiKeyRequest gr = cpstore_v1_GetApiKeyRequest_init_zero;
     cpstore_v1_GetApiKeyResponse gk;
     cpstore_v1_ListApiKeysRequest lr = cpstore_v1_ListApiKeysRequest_init_zero;
-    cpstore_v1_ListApiKeysResponse lk = cpstore_v1_ListApiKeysResponse_init_zero;
-    cpstore_v1_RotateApiKeyRequest rr = cpstore_v1_RotateApiKeyRequest_init_zero;
+    cpstore_v1_ListApiKeysResponse lk =
+        cpstore_v1_ListApiKeysResponse_init_zero;
+    cpstore_v1_RotateApiKeyRequest rr =
+        cpstore_v1_RotateApiKeyRequest_init_zero;
     cpstore_v1_RotateApiKeyResponse rk;
-    cpstore_v1_RevokeApiKeyRequest xr = cpstore_v1_RevokeApiKeyRequest_init_zero;
+    cpstore_v1_RevokeApiKeyRequest xr =
+        cpstore_v1_RevokeApiKeyRequest_init_zero;
     cpstore_v1_RevokeApiKeyResponse xk;
 
     strcpy(cr.user_id, "log-user");
@@ -101,7 +110,8 @@ static void exercise_keys(cpc_t *c) {
 static void exercise_tokens(cpc_t *c) {
     cpstore_v1_IssueTokenRequest ir = cpstore_v1_IssueTokenRequest_init_zero;
     cpstore_v1_IssueTokenResponse it;
-    cpstore_v1_ConsumeTokenRequest qr = cpstore_v1_ConsumeTokenRequest_init_zero;
+    cpstore_v1_ConsumeTokenRequest qr =
+        cpstore_v1_ConsumeTokenRequest_init_zero;
     cpstore_v1_ConsumeTokenResponse qt;
     cpstore_v1_RevokeTokenRequest rr = cpstore_v1_RevokeTokenRequest_init_zero;
     cpstore_v1_RevokeTokenResponse rt;
@@ -143,18 +153,22 @@ static void exercise_tokens(cpc_t *c) {
 
 
 static void exercise_sessions(cpc_t *c) {
-    cpstore_v1_CreateSessionRequest cr = cpstore_v1_CreateSessionRequest_init_zero;
+    cpstore_v1_CreateSessionRequest cr =
+        cpstore_v1_CreateSessionRequest_init_zero;
     cpstore_v1_CreateSessionResponse cs;
     cpstore_v1_ValidateSessionRequest vr =
         cpstore_v1_ValidateSessionRequest_init_zero;
     cpstore_v1_ValidateSessionResponse vs;
-    cpstore_v1_RevokeSessionRequest rr = cpstore_v1_RevokeSessionRequest_init_zero;
+    cpstore_v1_RevokeSessionRequest rr =
+        cpstore_v1_RevokeSessionRequest_init_zero;
     cpstore_v1_RevokeSessionResponse rs;
     cpstore_v1_RevokeAllSessionsRequest ar =
         cpstore_v1_RevokeAllSessionsRequest_init_zero;
     cpstore_v1_RevokeAllSessionsResponse as;
-    cpstore_v1_ListSessionsRequest lr = cpstore_v1_ListSessionsRequest_init_zero;
-    cpstore_v1_ListSessionsResponse ls = cpstore_v1_ListSessionsResponse_init_zero;
+    cpstore_v1_ListSessionsRequest lr =
+        cpstore_v1_ListSessionsRequest_init_zero;
+    cpstore_v1_ListSessionsResponse ls =
+        cpstore_v1_ListSessionsResponse_init_zero;
     char second[128];
 
     strcpy(cr.user_id, "log-user");

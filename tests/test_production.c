@@ -27,7 +27,8 @@ static const char *tmpdir(void) {
 
 
 /* Run cpstored --profile production with args; expect a refusal. */
-static void assert_refused(const char *const *extra, const char *const *env,
+static void assert_refused(const char *const *extra,
+                           const char *const *env,
                            const char *reason) {
     const char *argv[16] = {CPSTORED_PATH, "--profile=production",
                             "--listen=127.0.0.1:0"};
@@ -130,16 +131,15 @@ Test(production, refuses_a_secret_file_that_cannot_be_read) {
 
 Test(production, starts_with_everything_and_reads_the_secret_file) {
     char redis[300], mongo[300], file[300], arg[320], db[96], dbarg[128];
-    const char *args[] = {"--profile=production", redis, mongo, arg, dbarg,
-                          NULL};
+    const char *args[] = {
+        "--profile=production", redis, mongo, arg, dbarg, NULL};
     cpstore_v1_HealthCheckResponse health;
     cpc_reply_t reply;
     h_proc_t server;
     FILE *f;
     cpc_t *c;
 
-    snprintf(file, sizeof(file), "%s/secret-%d", tmpdir(),
-             (int)getpid());
+    snprintf(file, sizeof(file), "%s/secret-%d", tmpdir(), (int)getpid());
     f = fopen(file, "w");
     cr_assert_not_null(f);
     fputs("file-secret-0123456789abcdef0123456789abcdef\n", f);
@@ -162,8 +162,7 @@ Test(production, starts_with_everything_and_reads_the_secret_file) {
 }
 
 
-static long long count_keys(const char *uri, const char *db,
-                            int *complete) {
+static long long count_keys(const char *uri, const char *db, int *complete) {
     mongoc_client_t *client = mongoc_client_new(uri);
     mongoc_collection_t *coll;
     mongoc_cursor_t *cursor;
@@ -194,7 +193,8 @@ static long long count_keys(const char *uri, const char *db,
 
 
 static int create(cpc_t *c, const char *name) {
-    cpstore_v1_CreateApiKeyRequest req = cpstore_v1_CreateApiKeyRequest_init_zero;
+    cpstore_v1_CreateApiKeyRequest req =
+        cpstore_v1_CreateApiKeyRequest_init_zero;
     cpstore_v1_CreateApiKeyResponse resp;
     cpc_reply_t reply;
 
@@ -209,7 +209,8 @@ static int create(cpc_t *c, const char *name) {
 }
 
 
-Test(production, database_down_mid_run_is_unavailable_and_leaves_no_half_key,
+Test(production,
+     database_down_mid_run_is_unavailable_and_leaves_no_half_key,
      .timeout = 120) {
     char dir[256], uri[128], redis[300], mongo[300];
     const char *args[] = {"--profile=production", redis, mongo, NULL};
@@ -218,8 +219,7 @@ Test(production, database_down_mid_run_is_unavailable_and_leaves_no_half_key,
     int port, complete, created = 0;
     cpc_t *c;
 
-    snprintf(dir, sizeof(dir), "%s/ferret-%d", tmpdir(),
-             (int)getpid());
+    snprintf(dir, sizeof(dir), "%s/ferret-%d", tmpdir(), (int)getpid());
     mkdir(dir, 0700);
     if (!h_ferretdb_start(&ferret, 0, dir)) {
         cr_skip_test("needs CPSTORE_TEST_FERRETDB_BIN: a database this test "

@@ -16,7 +16,7 @@
 #include "pb_encode.h"
 #include "harness.h"
 
-#define RL_CHECK cpstore_v1_RateLimiterMethod_RATE_LIMITER_METHOD_CHECK
+#define RL_CHECK  cpstore_v1_RateLimiterMethod_RATE_LIMITER_METHOD_CHECK
 #define AK_VERIFY cpstore_v1_ApiKeysMethod_API_KEYS_METHOD_VERIFY
 
 static h_proc_t server;
@@ -34,7 +34,8 @@ static void stop_server(void) {
 
 /* A well-behaved client's check still works. */
 static void assert_other_client_served(cpc_t *c, int n) {
-    cpstore_v1_RateLimitCheckRequest req = cpstore_v1_RateLimitCheckRequest_init_zero;
+    cpstore_v1_RateLimitCheckRequest req =
+        cpstore_v1_RateLimitCheckRequest_init_zero;
     cpstore_v1_RateLimitCheckResponse resp;
     cpc_reply_t reply;
 
@@ -91,8 +92,11 @@ static void assert_pong(int fd) {
 }
 
 
-static size_t request_frame(uint8_t *out, uint16_t method, uint32_t id,
-                            const uint8_t *payload, size_t len) {
+static size_t request_frame(uint8_t *out,
+                            uint16_t method,
+                            uint32_t id,
+                            const uint8_t *payload,
+                            size_t len) {
     frame_header_t h = {0};
 
     h.type = FRAME_REQUEST;
@@ -188,7 +192,8 @@ Test(server, truncated_frame_then_close_leaves_server_healthy) {
 
 
 Test(server, trickled_frame_does_not_block_other_clients) {
-    cpstore_v1_RateLimitCheckRequest req = cpstore_v1_RateLimitCheckRequest_init_zero;
+    cpstore_v1_RateLimitCheckRequest req =
+        cpstore_v1_RateLimitCheckRequest_init_zero;
     uint8_t payload[128];
     uint8_t buf[256];
     pb_ostream_t os = pb_ostream_from_buffer(payload, sizeof(payload));
@@ -253,7 +258,8 @@ Test(server, unknown_method_is_unimplemented_and_connection_lives) {
 
 Test(server, bad_request_fields_are_invalid_argument) {
     cpc_t *c = h_connect(&server);
-    cpstore_v1_RateLimitCheckRequest req = cpstore_v1_RateLimitCheckRequest_init_zero;
+    cpstore_v1_RateLimitCheckRequest req =
+        cpstore_v1_RateLimitCheckRequest_init_zero;
     cpstore_v1_RateLimitCheckResponse resp;
     cpc_reply_t reply;
 
@@ -300,9 +306,9 @@ Test(server, thousand_pipelined_requests_are_all_answered_by_id) {
         cr_assert_eq(seen[reply.request_id], 0, "id %u answered twice",
                      reply.request_id);
         seen[reply.request_id] = 1;
-        cr_assert_eq(cpc_decode(&reply, cpstore_v1_RateLimitCheckResponse_fields,
-                                &resp),
-                     CPC_OK);
+        cr_assert_eq(
+            cpc_decode(&reply, cpstore_v1_RateLimitCheckResponse_fields, &resp),
+            CPC_OK);
         cr_assert_eq(resp.limit, reply.request_id);
         cr_assert(resp.allowed);
     }
@@ -382,7 +388,8 @@ TestSuite(server_limits, .fini = stop_only, .timeout = 60);
 
 Test(server_limits, requests_beyond_max_in_flight_are_resource_exhausted) {
     const char *args[] = {"--max-in-flight=1", "--workers=1", NULL};
-    cpstore_v1_VerifyApiKeyRequest req = cpstore_v1_VerifyApiKeyRequest_init_zero;
+    cpstore_v1_VerifyApiKeyRequest req =
+        cpstore_v1_VerifyApiKeyRequest_init_zero;
     int exhausted = 0, answered = 0;
     cpc_t *c;
 
@@ -394,8 +401,8 @@ Test(server_limits, requests_beyond_max_in_flight_are_resource_exhausted) {
     for (int i = 0; i < 50; i++) {
         uint32_t id;
 
-        cr_assert_eq(cpc_send(c, AK_VERIFY, cpstore_v1_VerifyApiKeyRequest_fields,
-                              &req, &id),
+        cr_assert_eq(cpc_send(c, AK_VERIFY,
+                              cpstore_v1_VerifyApiKeyRequest_fields, &req, &id),
                      CPC_OK);
     }
     for (int i = 0; i < 50; i++) {

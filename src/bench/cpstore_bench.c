@@ -57,8 +57,8 @@ static int64_t bench_now_us(void) {
 }
 
 
-static int bench_send(cpc_t *c, bench_thread_t *t, uint64_t n,
-                      int64_t *sent_at, uint32_t *id) {
+static int bench_send(
+    cpc_t *c, bench_thread_t *t, uint64_t n, int64_t *sent_at, uint32_t *id) {
     cpstore_v1_RateLimitCheckRequest req =
         cpstore_v1_RateLimitCheckRequest_init_zero;
 
@@ -68,8 +68,7 @@ static int bench_send(cpc_t *c, bench_thread_t *t, uint64_t n,
     req.window_ms = 1000;
     req.cost = 1;
     if (cpc_send(c, cpstore_v1_RateLimiterMethod_RATE_LIMITER_METHOD_CHECK,
-                 cpstore_v1_RateLimitCheckRequest_fields, &req,
-                 id) != CPC_OK) {
+                 cpstore_v1_RateLimitCheckRequest_fields, &req, id) != CPC_OK) {
         return -1;
     }
     sent_at[*id % BENCH_MAX_PIPELINE] = bench_now_us();
@@ -106,8 +105,9 @@ static void *bench_thread_main(void *arg) {
             t->errors++;
         }
         if (t->nlat < t->cap) {
-            t->lat_us[t->nlat++] = (uint32_t)(
-                bench_now_us() - sent_at[reply.request_id % BENCH_MAX_PIPELINE]);
+            t->lat_us[t->nlat++] =
+                (uint32_t)(bench_now_us() -
+                           sent_at[reply.request_id % BENCH_MAX_PIPELINE]);
         }
         if (!bench_stop) {
             if (bench_send(c, t, n++, sent_at, &id) != 0) {
@@ -179,8 +179,8 @@ static int bench_parse(bench_cfg_t *cfg, int argc, char **argv) {
     };
     int ch;
 
-    cfg->addr = getenv("CPSTORE_ADDR") ? getenv("CPSTORE_ADDR")
-                                       : "127.0.0.1:7300";
+    cfg->addr =
+        getenv("CPSTORE_ADDR") ? getenv("CPSTORE_ADDR") : "127.0.0.1:7300";
     cfg->conns = 4;
     cfg->pipeline = 16;
     cfg->duration_ms = 5000;
@@ -224,8 +224,9 @@ static int bench_parse(bench_cfg_t *cfg, int argc, char **argv) {
     }
     if (cfg->conns < 1 || cfg->conns > BENCH_MAX_CONNS || cfg->pipeline < 1 ||
         cfg->pipeline > BENCH_MAX_PIPELINE || cfg->keys < 1) {
-        fprintf(stderr, "cpstore-bench: --connections must be 1..%d, "
-                        "--pipeline 1..%d, --keys at least 1\n",
+        fprintf(stderr,
+                "cpstore-bench: --connections must be 1..%d, "
+                "--pipeline 1..%d, --keys at least 1\n",
                 BENCH_MAX_CONNS, BENCH_MAX_PIPELINE);
         return 2;
     }
@@ -261,9 +262,8 @@ int main(int argc, char **argv) {
                        &threads[i]);
     }
     for (uint64_t waited = 0; waited < cfg.duration_ms; waited += 1000) {
-        uint64_t step = cfg.duration_ms - waited < 1000
-                            ? cfg.duration_ms - waited
-                            : 1000;
+        uint64_t step =
+            cfg.duration_ms - waited < 1000 ? cfg.duration_ms - waited : 1000;
         uint64_t done = 0;
 
         usleep((useconds_t)step * 1000);

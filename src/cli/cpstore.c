@@ -53,10 +53,8 @@ typedef struct cpstore_command {
 } cpstore_command_t;
 
 static const cpstore_command_t cpstore_commands[] = {
-    {"health", cli_health_main},
-    {"ratelimit", cli_ratelimit_main},
-    {"keys", cli_keys_main},
-    {"sessions", cli_sessions_main},
+    {"health", cli_health_main}, {"ratelimit", cli_ratelimit_main},
+    {"keys", cli_keys_main},     {"sessions", cli_sessions_main},
     {"tokens", cli_tokens_main},
 };
 

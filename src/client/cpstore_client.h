@@ -28,15 +28,15 @@
 #include "cpstore/v1/tokens.pb.h"
 
 enum {
-    CPC_OK         = 0,
-    CPC_E_CONNECT  = -1, /* could not resolve or connect */
-    CPC_E_IO       = -2, /* read or write failed, or peer closed */
-    CPC_E_TIMEOUT  = -3, /* no response within the timeout */
+    CPC_OK = 0,
+    CPC_E_CONNECT = -1,  /* could not resolve or connect */
+    CPC_E_IO = -2,       /* read or write failed, or peer closed */
+    CPC_E_TIMEOUT = -3,  /* no response within the timeout */
     CPC_E_PROTOCOL = -4, /* the peer broke the protocol, or sent GOAWAY */
-    CPC_E_ENCODE   = -5, /* request did not fit its nanopb bounds */
-    CPC_E_DECODE   = -6, /* response payload did not decode */
-    CPC_E_NOMEM    = -7,
-    CPC_E_ARG      = -8,
+    CPC_E_ENCODE = -5,   /* request did not fit its nanopb bounds */
+    CPC_E_DECODE = -6,   /* response payload did not decode */
+    CPC_E_NOMEM = -7,
+    CPC_E_ARG = -8,
 };
 
 typedef struct cpc cpc_t;
@@ -61,7 +61,7 @@ typedef struct cpc_reply {
     uint32_t retry_after_ms; /* header hint */
     const uint8_t *payload;
     size_t payload_len;
-    cpstore_v1_Error error;  /* decoded when status != 0 */
+    cpstore_v1_Error error; /* decoded when status != 0 */
 } cpc_reply_t;
 
 /* Encode msg with fields and send it as a REQUEST; *request_id receives the

@@ -13,12 +13,12 @@
 #define LIM_RL_WINDOW_MAX_MS (366ull * 24 * 3600 * 1000)
 #define LIM_RL_CHECKS_MAX    16 /* limits in one CheckMany */
 
-#define LIM_ID_MAX           256 /* user, org, project ids; key name */
-#define LIM_SCOPE_MAX        128
-#define LIM_SCOPES_MAX       32
-#define LIM_META_KEY_MAX     64
-#define LIM_META_VALUE_MAX   512
-#define LIM_META_MAX         16
-#define LIM_API_KEY_MAX      256 /* longest key Verify looks up */
+#define LIM_ID_MAX         256 /* user, org, project ids; key name */
+#define LIM_SCOPE_MAX      128
+#define LIM_SCOPES_MAX     32
+#define LIM_META_KEY_MAX   64
+#define LIM_META_VALUE_MAX 512
+#define LIM_META_MAX       16
+#define LIM_API_KEY_MAX    256 /* longest key Verify looks up */
 
 #endif

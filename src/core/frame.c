@@ -70,8 +70,8 @@ const char *frame_strerror(int result) {
 
 const char *frame_type_name(int type) {
     static const char *const names[] = {
-        "unknown", "request", "response",  "cancel",   "ping",
-        "pong",    "goaway",  "hello",     "hello_ack",
+        "unknown", "request", "response", "cancel",    "ping",
+        "pong",    "goaway",  "hello",    "hello_ack",
     };
 
     if (type < FRAME_REQUEST || type > FRAME_HELLO_ACK) {
@@ -245,9 +245,8 @@ int frame_decoder_feed(frame_decoder_t *dec,
 }
 
 
-uint8_t *frame_encode(const frame_header_t *hdr,
-                      const uint8_t *payload,
-                      size_t len) {
+uint8_t *
+frame_encode(const frame_header_t *hdr, const uint8_t *payload, size_t len) {
     frame_header_t h = *hdr;
     uint8_t *out;
 

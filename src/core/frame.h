@@ -41,27 +41,27 @@
 #define FRAME_HARD_MAX_PAYLOAD    (64u << 20)
 
 typedef enum frame_type {
-    FRAME_REQUEST   = 1,
-    FRAME_RESPONSE  = 2,
-    FRAME_CANCEL    = 3,
-    FRAME_PING      = 4,
-    FRAME_PONG      = 5,
-    FRAME_GOAWAY    = 6,
-    FRAME_HELLO     = 7,
+    FRAME_REQUEST = 1,
+    FRAME_RESPONSE = 2,
+    FRAME_CANCEL = 3,
+    FRAME_PING = 4,
+    FRAME_PONG = 5,
+    FRAME_GOAWAY = 6,
+    FRAME_HELLO = 7,
     FRAME_HELLO_ACK = 8,
 } frame_type_t;
 
 /* Results of decoding. Negative values are protocol errors. */
 typedef enum frame_result {
-    FRAME_OK          = 0,  /* a whole frame is available */
-    FRAME_NEED_MORE   = 1,  /* input consumed, no frame yet */
-    FRAME_E_MAGIC     = -1,
-    FRAME_E_VERSION   = -2,
-    FRAME_E_TYPE      = -3,
-    FRAME_E_FLAGS     = -4,
-    FRAME_E_RESERVED  = -5,
+    FRAME_OK = 0,        /* a whole frame is available */
+    FRAME_NEED_MORE = 1, /* input consumed, no frame yet */
+    FRAME_E_MAGIC = -1,
+    FRAME_E_VERSION = -2,
+    FRAME_E_TYPE = -3,
+    FRAME_E_FLAGS = -4,
+    FRAME_E_RESERVED = -5,
     FRAME_E_TOO_LARGE = -6,
-    FRAME_E_NOMEM     = -7,
+    FRAME_E_NOMEM = -7,
 } frame_result_t;
 
 typedef struct frame_header {
@@ -131,8 +131,7 @@ int frame_decoder_feed(frame_decoder_t *dec,
  * Encode a whole frame (header and payload) into a new buffer of
  * FRAME_HEADER_SIZE + len bytes. Caller frees. NULL on allocation failure.
  */
-uint8_t *frame_encode(const frame_header_t *hdr,
-                      const uint8_t *payload,
-                      size_t len);
+uint8_t *
+frame_encode(const frame_header_t *hdr, const uint8_t *payload, size_t len);
 
 #endif

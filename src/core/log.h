@@ -9,8 +9,8 @@
 
 typedef enum log_level {
     LOG_DEBUG = 0,
-    LOG_INFO  = 1,
-    LOG_WARN  = 2,
+    LOG_INFO = 1,
+    LOG_WARN = 2,
     LOG_ERROR = 3,
 } log_level_t;
 

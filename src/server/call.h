@@ -53,9 +53,7 @@ const char *call_method_name(const call_t *call);
 /* The services (svc_*.c), one handler per method. */
 void svc_health_check(call_t *call, const uint8_t *payload, size_t len);
 void svc_ratelimit_check(call_t *call, const uint8_t *payload, size_t len);
-void svc_ratelimit_check_many(call_t *call,
-                              const uint8_t *payload,
-                              size_t len);
+void svc_ratelimit_check_many(call_t *call, const uint8_t *payload, size_t len);
 void svc_apikeys_create(call_t *call, const uint8_t *payload, size_t len);
 void svc_apikeys_verify(call_t *call, const uint8_t *payload, size_t len);
 void svc_apikeys_get(call_t *call, const uint8_t *payload, size_t len);
@@ -68,9 +66,7 @@ void svc_tokens_revoke(call_t *call, const uint8_t *payload, size_t len);
 void svc_sessions_create(call_t *call, const uint8_t *payload, size_t len);
 void svc_sessions_validate(call_t *call, const uint8_t *payload, size_t len);
 void svc_sessions_revoke(call_t *call, const uint8_t *payload, size_t len);
-void svc_sessions_revoke_all(call_t *call,
-                             const uint8_t *payload,
-                             size_t len);
+void svc_sessions_revoke_all(call_t *call, const uint8_t *payload, size_t len);
 void svc_sessions_list(call_t *call, const uint8_t *payload, size_t len);
 
 #endif

@@ -44,8 +44,8 @@ int cf_defaults(cf_file_t *cf) {
         return -1;
     }
     for (size_t i = 0; i < 2; i++) {
-        snprintf(cf->token_kinds[i].name, sizeof(cf->token_kinds[i].name),
-                 "%s", kinds[i]);
+        snprintf(cf->token_kinds[i].name, sizeof(cf->token_kinds[i].name), "%s",
+                 kinds[i]);
         cf->token_kinds[i].max_ttl_ms = 10ull * 60 * 1000;
     }
     cf->ntoken_kinds = 2;
@@ -173,7 +173,9 @@ static cf_token_kind_t *cf_kind_slot(cf_ctx_t *ctx, const char *name) {
 }
 
 
-static int cf_policy_pair(cf_ctx_t *ctx, const char *pname, const char *name,
+static int cf_policy_pair(cf_ctx_t *ctx,
+                          const char *pname,
+                          const char *name,
                           const char *value) {
     cf_policy_t *p;
     char *end;
@@ -198,8 +200,10 @@ static int cf_policy_pair(cf_ctx_t *ctx, const char *pname, const char *name,
     }
     if (strcmp(name, "window") == 0) {
         if (!cf_duration(value, LIM_RL_WINDOW_MAX_MS, &p->window_ms)) {
-            return cf_fail(ctx, "window: expected a duration like 1m, got "
-                                "\"%s\"", value);
+            return cf_fail(ctx,
+                           "window: expected a duration like 1m, got "
+                           "\"%s\"",
+                           value);
         }
         return 1;
     }
@@ -207,7 +211,9 @@ static int cf_policy_pair(cf_ctx_t *ctx, const char *pname, const char *name,
 }
 
 
-static int cf_handler(void *user, const char *section, const char *name,
+static int cf_handler(void *user,
+                      const char *section,
+                      const char *name,
                       const char *value) {
     cf_ctx_t *ctx = user;
     cf_file_t *cf = ctx->cf;
@@ -232,8 +238,10 @@ static int cf_handler(void *user, const char *section, const char *name,
             return cf_fail(ctx, "unknown token setting \"%s\"", name);
         }
         if (!cf_duration(value, 30ull * 24 * 3600 * 1000, &k->max_ttl_ms)) {
-            return cf_fail(ctx, "max_ttl: expected a duration up to 30d, got "
-                                "\"%s\"", value);
+            return cf_fail(ctx,
+                           "max_ttl: expected a duration up to 30d, got "
+                           "\"%s\"",
+                           value);
         }
         return 1;
     }
@@ -245,8 +253,10 @@ static int cf_handler(void *user, const char *section, const char *name,
         } else if (strcmp(value, "allow") == 0) {
             cf->rl_unavailable = CF_UNAVAILABLE_ALLOW;
         } else {
-            return cf_fail(ctx, "unavailable: expected error, deny or allow, "
-                                "got \"%s\"%s", value, "");
+            return cf_fail(ctx,
+                           "unavailable: expected error, deny or allow, "
+                           "got \"%s\"%s",
+                           value, "");
         }
         return 1;
     }
@@ -269,15 +279,17 @@ static int cf_handler(void *user, const char *section, const char *name,
         return cf_fail(ctx, "unknown setting \"%s\" in [%s]", name, section);
     }
     if (!cf_duration(value, max, target)) {
-        return cf_fail(ctx, "%s: expected a duration like 30s or 1h, got "
-                            "\"%s\"", name, value);
+        return cf_fail(ctx,
+                       "%s: expected a duration like 30s or 1h, got "
+                       "\"%s\"",
+                       name, value);
     }
     return 1;
 }
 
 
-static int cf_finish(cf_ctx_t *ctx, int rc, const char *where, char *err,
-                     size_t err_len) {
+static int
+cf_finish(cf_ctx_t *ctx, int rc, const char *where, char *err, size_t err_len) {
     cf_file_t *cf = ctx->cf;
 
     if (rc == 0) {
@@ -316,14 +328,13 @@ int cf_load(const char *path, cf_file_t *cf, char *err, size_t err_len) {
 }
 
 
-int cf_load_string(const char *text, cf_file_t *cf, char *err,
-                   size_t err_len) {
+int cf_load_string(const char *text, cf_file_t *cf, char *err, size_t err_len) {
     cf_ctx_t ctx = {.cf = cf};
 
     if (cf_defaults(cf) != 0) {
         snprintf(err, err_len, "out of memory");
         return -1;
     }
-    return cf_finish(&ctx, ini_parse_string(text, cf_handler, &ctx),
-                     "config", err, err_len);
+    return cf_finish(&ctx, ini_parse_string(text, cf_handler, &ctx), "config",
+                     err, err_len);
 }

@@ -76,8 +76,7 @@ int cf_defaults(cf_file_t *cf);
 int cf_load(const char *path, cf_file_t *cf, char *err, size_t err_len);
 
 /* Same, from a string (for tests). */
-int cf_load_string(const char *text, cf_file_t *cf, char *err,
-                   size_t err_len);
+int cf_load_string(const char *text, cf_file_t *cf, char *err, size_t err_len);
 
 void cf_free(cf_file_t *cf);
 

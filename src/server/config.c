@@ -105,16 +105,21 @@ void cfg_usage(FILE *out) {
 
         snprintf(left, sizeof(left), "--%s %s", cfg_opts[i].name,
                  cfg_opts[i].arg);
-        fprintf(out, "  %-26s %s\n  %-26s [%s]\n", left, cfg_opts[i].help,
-                "", cfg_opts[i].env);
+        fprintf(out, "  %-26s %s\n  %-26s [%s]\n", left, cfg_opts[i].help, "",
+                cfg_opts[i].env);
     }
     fprintf(out, "  %-26s %s\n  %-26s %s\n", "-h, --help", "show this help",
             "--version", "print the version");
 }
 
 
-static int cfg_u32(const char *name, const char *v, uint32_t min,
-                   uint32_t max, uint32_t *out, char *err, size_t err_len) {
+static int cfg_u32(const char *name,
+                   const char *v,
+                   uint32_t min,
+                   uint32_t max,
+                   uint32_t *out,
+                   char *err,
+                   size_t err_len) {
     char *end;
     unsigned long long n;
 
@@ -122,8 +127,10 @@ static int cfg_u32(const char *name, const char *v, uint32_t min,
     n = strtoull(v, &end, 10);
     if (errno != 0 || *v == '\0' || *end != '\0' || v[0] == '-' || n < min ||
         n > max) {
-        snprintf(err, err_len, "--%s: expected a whole number from %u to %u, "
-                 "got \"%s\"", name, min, max, v);
+        snprintf(err, err_len,
+                 "--%s: expected a whole number from %u to %u, "
+                 "got \"%s\"",
+                 name, min, max, v);
         return -1;
     }
     *out = (uint32_t)n;
@@ -131,13 +138,19 @@ static int cfg_u32(const char *name, const char *v, uint32_t min,
 }
 
 
-static int cfg_dur(const char *name, const char *v, uint64_t max_ms,
-                   uint32_t *out, char *err, size_t err_len) {
+static int cfg_dur(const char *name,
+                   const char *v,
+                   uint64_t max_ms,
+                   uint32_t *out,
+                   char *err,
+                   size_t err_len) {
     uint64_t ms;
 
     if (duration_parse(v, &ms) != CPS_OK || ms > max_ms) {
-        snprintf(err, err_len, "--%s: expected a duration like 250ms, 10s "
-                 "or 5m, got \"%s\"", name, v);
+        snprintf(err, err_len,
+                 "--%s: expected a duration like 250ms, 10s "
+                 "or 5m, got \"%s\"",
+                 name, v);
         return -1;
     }
     *out = (uint32_t)ms;
@@ -145,8 +158,8 @@ static int cfg_dur(const char *name, const char *v, uint64_t max_ms,
 }
 
 
-static int cfg_set(cfg_t *cfg, int id, const char *v, char *err,
-                   size_t err_len) {
+static int
+cfg_set(cfg_t *cfg, int id, const char *v, char *err, size_t err_len) {
     uint32_t n;
     int level;
 
@@ -175,8 +188,10 @@ static int cfg_set(cfg_t *cfg, int id, const char *v, char *err,
         } else if (strcmp(v, "production") == 0) {
             cfg->profile = CFG_PROFILE_PRODUCTION;
         } else {
-            snprintf(err, err_len, "--profile: expected dev or production, "
-                     "got \"%s\"", v);
+            snprintf(err, err_len,
+                     "--profile: expected dev or production, "
+                     "got \"%s\"",
+                     v);
             return -1;
         }
         return 0;
@@ -189,8 +204,10 @@ static int cfg_set(cfg_t *cfg, int id, const char *v, char *err,
     case OPT_LOG_LEVEL:
         level = log_level_parse(v);
         if (level < 0) {
-            snprintf(err, err_len, "--log-level: expected debug, info, warn "
-                     "or error, got \"%s\"", v);
+            snprintf(err, err_len,
+                     "--log-level: expected debug, info, warn "
+                     "or error, got \"%s\"",
+                     v);
             return -1;
         }
         cfg->log_level = level;
@@ -202,11 +219,11 @@ static int cfg_set(cfg_t *cfg, int id, const char *v, char *err,
         cfg->workers = (int)n;
         return 0;
     case OPT_MAX_PAYLOAD:
-        return cfg_u32("max-payload", v, 1024, 64u << 20,
-                       &cfg->srv.max_payload, err, err_len);
+        return cfg_u32("max-payload", v, 1024, 64u << 20, &cfg->srv.max_payload,
+                       err, err_len);
     case OPT_MAX_IN_FLIGHT:
-        return cfg_u32("max-in-flight", v, 1, 1u << 20,
-                       &cfg->srv.max_in_flight, err, err_len);
+        return cfg_u32("max-in-flight", v, 1, 1u << 20, &cfg->srv.max_in_flight,
+                       err, err_len);
     case OPT_MAX_CONNECTIONS:
         return cfg_u32("max-connections", v, 1, 1u << 20,
                        &cfg->srv.max_connections, err, err_len);
@@ -221,8 +238,8 @@ static int cfg_set(cfg_t *cfg, int id, const char *v, char *err,
         cfg->srv.request_timeout_ms = n;
         return 0;
     case OPT_IDLE_TIMEOUT:
-        return cfg_dur("idle-timeout", v, 86400000,
-                       &cfg->srv.idle_timeout_ms, err, err_len);
+        return cfg_dur("idle-timeout", v, 86400000, &cfg->srv.idle_timeout_ms,
+                       err, err_len);
     case OPT_FRAME_TIMEOUT:
         if (cfg_dur("frame-timeout", v, 3600000, &n, err, err_len) != 0) {
             return -1;
@@ -234,8 +251,8 @@ static int cfg_set(cfg_t *cfg, int id, const char *v, char *err,
         cfg->srv.frame_timeout_ms = n;
         return 0;
     case OPT_DRAIN_TIMEOUT:
-        return cfg_dur("drain-timeout", v, 3600000,
-                       &cfg->srv.drain_timeout_ms, err, err_len);
+        return cfg_dur("drain-timeout", v, 3600000, &cfg->srv.drain_timeout_ms,
+                       err, err_len);
     default:
         snprintf(err, err_len, "unknown option");
         return -1;
@@ -287,8 +304,8 @@ int cfg_parse(cfg_t *cfg, int argc, char **argv, char *err, size_t err_len) {
         longopts[i].val = cfg_opts[i].id;
     }
     longopts[CFG_NOPTS] = (struct option){"help", no_argument, NULL, 'h'};
-    longopts[CFG_NOPTS + 1] = (struct option){"version", no_argument, NULL,
-                                              'V'};
+    longopts[CFG_NOPTS + 1] =
+        (struct option){"version", no_argument, NULL, 'V'};
     longopts[CFG_NOPTS + 2] = (struct option){NULL, 0, NULL, 0};
 
     opterr = 0;
@@ -313,20 +330,22 @@ int cfg_parse(cfg_t *cfg, int argc, char **argv, char *err, size_t err_len) {
         return -1;
     }
     if (cfg->key_prefix == NULL) {
-        cfg->key_prefix = cfg->profile == CFG_PROFILE_PRODUCTION ? "cpk_live"
-                                                                 : "cpk_dev";
+        cfg->key_prefix =
+            cfg->profile == CFG_PROFILE_PRODUCTION ? "cpk_live" : "cpk_dev";
     }
     if (!cfg_prefix_ok(cfg->key_prefix)) {
-        snprintf(err, err_len, "--key-prefix: expected 1 to %d letters, "
-                 "digits or '_', got \"%s\"", AK_PREFIX_MAX, cfg->key_prefix);
+        snprintf(err, err_len,
+                 "--key-prefix: expected 1 to %d letters, "
+                 "digits or '_', got \"%s\"",
+                 AK_PREFIX_MAX, cfg->key_prefix);
         return -1;
     }
     return 0;
 }
 
 
-static int cfg_read_file(const char *path, uint8_t **out, size_t *len,
-                         char *err, size_t err_len) {
+static int cfg_read_file(
+    const char *path, uint8_t **out, size_t *len, char *err, size_t err_len) {
     FILE *f = fopen(path, "rb");
     uint8_t *buf;
     size_t n;

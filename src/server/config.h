@@ -19,15 +19,15 @@ typedef enum cfg_profile {
 
 typedef struct cfg {
     srv_config_t srv;
-    const char *redis_url;    /* NULL: memory rate limiter */
+    const char *redis_url; /* NULL: memory rate limiter */
     const char *redis_prefix;
-    const char *mongo_uri;    /* NULL: memory key store */
-    const char *mongo_db;     /* NULL: from the URI, else "cpstore" */
+    const char *mongo_uri; /* NULL: memory key store */
+    const char *mongo_db;  /* NULL: from the URI, else "cpstore" */
     cfg_profile_t profile;
     const char *secret_file;
-    const char *secret_env;   /* value of CPSTORE_SECRET */
-    const char *key_prefix;   /* NULL: cpk_live in production, else cpk_dev */
-    const char *config_path;  /* NULL: built-in defaults (cfgfile.h) */
+    const char *secret_env;  /* value of CPSTORE_SECRET */
+    const char *key_prefix;  /* NULL: cpk_live in production, else cpk_dev */
+    const char *config_path; /* NULL: built-in defaults (cfgfile.h) */
     int log_level;
     int workers;
     bool help;
@@ -48,10 +48,7 @@ void cfg_usage(FILE *out);
  * newlines removed). Returns 0 and a malloc'd secret (caller cleanses and
  * frees), 1 when none is configured, or -1 with a reason in err.
  */
-int cfg_load_secret(const cfg_t *cfg,
-                    uint8_t **secret,
-                    size_t *len,
-                    char *err,
-                    size_t err_len);
+int cfg_load_secret(
+    const cfg_t *cfg, uint8_t **secret, size_t *len, char *err, size_t err_len);
 
 #endif

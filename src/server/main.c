@@ -62,8 +62,8 @@ static int main_refuse(const char *reason) {
 
 
 /* Load --config, or the defaults; NULL with a reason in err. */
-static cf_file_t *main_load_config(const cfg_t *cfg, char *err,
-                                   size_t err_len) {
+static cf_file_t *
+main_load_config(const cfg_t *cfg, char *err, size_t err_len) {
     cf_file_t *cf = calloc(1, sizeof(*cf));
     int rc;
 
@@ -107,8 +107,7 @@ static void main_reload(uv_signal_t *handle, int signum) {
     }
     cf = main_load_config(&d->cfg, err, sizeof(err));
     if (cf == NULL) {
-        log_error("reload failed, keeping the current configuration: %s",
-                  err);
+        log_error("reload failed, keeping the current configuration: %s", err);
         return;
     }
     srv_set_config(d->srv, cf);
@@ -123,8 +122,7 @@ static int main_secret(daemon_t *d) {
     char err[256];
     int rc;
 
-    rc = cfg_load_secret(&d->cfg, &d->secret, &d->secret_len, err,
-                         sizeof(err));
+    rc = cfg_load_secret(&d->cfg, &d->secret, &d->secret_len, err, sizeof(err));
     if (rc < 0) {
         return main_refuse(err);
     }
@@ -184,8 +182,7 @@ static int main_backends(daemon_t *d) {
     }
 
     if (d->cfg.mongo_uri != NULL) {
-        d->mongo = mg_open(d->cfg.mongo_uri, d->cfg.mongo_db, err,
-                           sizeof(err));
+        d->mongo = mg_open(d->cfg.mongo_uri, d->cfg.mongo_db, err, sizeof(err));
         if (d->mongo == NULL) {
             return main_refuse(err);
         }
@@ -194,8 +191,8 @@ static int main_backends(daemon_t *d) {
             mg_ping(d->mongo, MAIN_PROBE_MS, err, sizeof(err)) != CPS_OK) {
             char reason[300];
 
-            snprintf(reason, sizeof(reason),
-                     "mongodb is not reachable: %s", err);
+            snprintf(reason, sizeof(reason), "mongodb is not reachable: %s",
+                     err);
             return main_refuse(reason);
         }
         d->keystore = ks_mongo_new(d->mongo, err, sizeof(err));
@@ -230,8 +227,8 @@ static int main_backends(daemon_t *d) {
                  "are removed by the periodic purge only");
     }
 
-    d->tokens = tk_service_new(d->mongo, d->secret, d->secret_len, err,
-                               sizeof(err));
+    d->tokens =
+        tk_service_new(d->mongo, d->secret, d->secret_len, err, sizeof(err));
     if (d->tokens == NULL) {
         return main_refuse(err);
     }

@@ -13,8 +13,8 @@
 
 
 /* Run one command; CPS_OK when the reply is not an error. */
-static int probe_command(redisContext *rc, int argc, const char **argv,
-                         char *err, size_t err_len) {
+static int probe_command(
+    redisContext *rc, int argc, const char **argv, char *err, size_t err_len) {
     redisReply *reply = redisCommandArgv(rc, argc, argv, NULL);
     int status = CPS_OK;
 
@@ -58,8 +58,7 @@ int probe_redis(const char *url, int timeout_ms, char *err, size_t err_len) {
     redisSetTimeout(rc, tv);
 
     if (u.password != NULL) {
-        const char *auth[] = {"AUTH", u.user ? u.user : u.password,
-                              u.password};
+        const char *auth[] = {"AUTH", u.user ? u.user : u.password, u.password};
 
         status = probe_command(rc, u.user ? 3 : 2, auth, err, err_len);
     }

@@ -90,13 +90,13 @@ struct conn {
     call_t *calls; /* every call not yet finished by its handler */
     uint32_t in_flight;
     bool reading;
-    bool paused;    /* reading stopped by back-pressure */
-    bool goaway;     /* GOAWAY sent or received: no more requests */
-    bool wait_calls; /* after GOAWAY, close only once calls are done */
+    bool paused;      /* reading stopped by back-pressure */
+    bool goaway;      /* GOAWAY sent or received: no more requests */
+    bool wait_calls;  /* after GOAWAY, close only once calls are done */
     bool frame_timer; /* the timer runs for a half-received frame */
-    bool closing;    /* uv_close started */
-    uint32_t writes; /* uv_write requests not yet called back */
-    int handles;    /* open handles; freed when 0 */
+    bool closing;     /* uv_close started */
+    uint32_t writes;  /* uv_write requests not yet called back */
+    int handles;      /* open handles; freed when 0 */
     conn_t *prev;
     conn_t *next;
     uint8_t rbuf[CONN_READ_CHUNK];
@@ -196,8 +196,7 @@ const char *srv_address(const srv_t *srv) {
 
 
 static const method_t *srv_find_method(uint16_t id) {
-    for (size_t i = 0; i < sizeof(srv_methods) / sizeof(srv_methods[0]);
-         i++) {
+    for (size_t i = 0; i < sizeof(srv_methods) / sizeof(srv_methods[0]); i++) {
         if (srv_methods[i].id == id) {
             return &srv_methods[i];
         }
@@ -209,12 +208,9 @@ static const method_t *srv_find_method(uint16_t id) {
 /* ---- writing frames ---------------------------------------------------- */
 
 
-static void conn_read_cb(uv_stream_t *stream,
-                         ssize_t nread,
-                         const uv_buf_t *buf);
-static void conn_alloc_cb(uv_handle_t *handle,
-                          size_t suggested,
-                          uv_buf_t *buf);
+static void
+conn_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
+static void conn_alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf);
 
 
 static void conn_update_reading(conn_t *c) {
@@ -253,8 +249,7 @@ static void conn_write_cb(uv_write_t *req, int status) {
         return;
     }
     if (status < 0) {
-        log_debug("write failed peer=%s err=%s", c->peer,
-                  uv_strerror(status));
+        log_debug("write failed peer=%s err=%s", c->peer, uv_strerror(status));
         conn_close(c);
         return;
     }
@@ -343,8 +338,8 @@ static void conn_drop_calls(conn_t *c);
  * flight are still answered (shutdown); without, they are dropped (the peer
  * broke the protocol). The connection closes once the GOAWAY is written.
  */
-static void conn_goaway(conn_t *c, int code, const char *reason,
-                        bool wait_calls) {
+static void
+conn_goaway(conn_t *c, int code, const char *reason, bool wait_calls) {
     if (c->goaway || c->closing) {
         return;
     }
@@ -393,9 +388,8 @@ static void call_log(const call_t *call, int code) {
     if (log_enabled(LOG_DEBUG)) {
         const method_t *m = srv_find_method(call->method);
 
-        log_debug("rpc method=%s req=%u status=%s ms=%lld",
-                  m ? m->name : "?", call->request_id,
-                  cps_status_name(code),
+        log_debug("rpc method=%s req=%u status=%s ms=%lld", m ? m->name : "?",
+                  call->request_id, cps_status_name(code),
                   (long long)(clock_mono_ms() - call->started));
     }
 }
@@ -507,9 +501,8 @@ static void conn_cancel(conn_t *c, uint32_t request_id) {
 }
 
 
-static void conn_request(conn_t *c,
-                         const frame_header_t *hdr,
-                         const uint8_t *payload) {
+static void
+conn_request(conn_t *c, const frame_header_t *hdr, const uint8_t *payload) {
     srv_t *srv = c->srv;
     const method_t *m;
     uint32_t budget;
@@ -605,9 +598,8 @@ static void conn_pong(conn_t *c, const uint8_t *payload, size_t len) {
 }
 
 
-static void conn_frame(conn_t *c,
-                       const frame_header_t *hdr,
-                       const uint8_t *payload) {
+static void
+conn_frame(conn_t *c, const frame_header_t *hdr, const uint8_t *payload) {
     switch (hdr->type) {
     case FRAME_REQUEST:
         conn_request(c, hdr, payload);
@@ -639,9 +631,8 @@ static void conn_frame(conn_t *c,
 }
 
 
-static void conn_alloc_cb(uv_handle_t *handle,
-                          size_t suggested,
-                          uv_buf_t *buf) {
+static void
+conn_alloc_cb(uv_handle_t *handle, size_t suggested, uv_buf_t *buf) {
     conn_t *c = handle->data;
 
     (void)suggested;
@@ -650,9 +641,8 @@ static void conn_alloc_cb(uv_handle_t *handle,
 }
 
 
-static void conn_read_cb(uv_stream_t *stream,
-                         ssize_t nread,
-                         const uv_buf_t *buf) {
+static void
+conn_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     conn_t *c = stream->data;
     const uint8_t *in = (const uint8_t *)buf->base;
     size_t len = nread > 0 ? (size_t)nread : 0;
@@ -882,8 +872,8 @@ static void srv_accept_cb(uv_stream_t *listener, int status) {
 /* ---- listening and shutdown -------------------------------------------- */
 
 
-static int srv_listen_tcp(srv_t *srv, const char *spec, char *err,
-                          size_t err_len) {
+static int
+srv_listen_tcp(srv_t *srv, const char *spec, char *err, size_t err_len) {
     struct sockaddr_storage ss;
     char host[64];
     const char *colon = strrchr(spec, ':');
@@ -893,8 +883,10 @@ static int srv_listen_tcp(srv_t *srv, const char *spec, char *err,
     int rc;
 
     if (colon == NULL || colon[1] == '\0') {
-        snprintf(err, err_len, "listen address must be host:port or "
-                               "unix:/path, got \"%s\"", spec);
+        snprintf(err, err_len,
+                 "listen address must be host:port or "
+                 "unix:/path, got \"%s\"",
+                 spec);
         return -1;
     }
     hlen = (size_t)(colon - spec);
@@ -918,8 +910,10 @@ static int srv_listen_tcp(srv_t *srv, const char *spec, char *err,
 
     if (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) != 0 &&
         uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) != 0) {
-        snprintf(err, err_len, "listen host must be an IP address, got "
-                               "\"%s\"", host);
+        snprintf(err, err_len,
+                 "listen host must be an IP address, got "
+                 "\"%s\"",
+                 host);
         return -1;
     }
     uv_tcp_init(srv->loop, &srv->listener.tcp);
@@ -937,8 +931,8 @@ static int srv_listen_tcp(srv_t *srv, const char *spec, char *err,
 }
 
 
-static int srv_listen_unix(srv_t *srv, const char *path, char *err,
-                           size_t err_len) {
+static int
+srv_listen_unix(srv_t *srv, const char *path, char *err, size_t err_len) {
     int rc;
 
     uv_pipe_init(srv->loop, &srv->listener.pipe, 0);
@@ -1017,8 +1011,7 @@ static void srv_maybe_done(srv_t *srv) {
     if (!srv->draining || srv->on_done == NULL) {
         return;
     }
-    if (srv->conns != NULL || srv->live_calls > 0 ||
-        srv->closing_handles > 0) {
+    if (srv->conns != NULL || srv->live_calls > 0 || srv->closing_handles > 0) {
         return;
     }
     if (!srv->drain_timer_closing) {

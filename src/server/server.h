@@ -20,9 +20,9 @@
 #include "worker.h"
 
 typedef struct srv_config {
-    const char *listen;          /* "host:port" or "unix:/path" */
-    uint32_t max_payload;        /* bytes, checked before allocation */
-    uint32_t max_in_flight;      /* requests per connection */
+    const char *listen;     /* "host:port" or "unix:/path" */
+    uint32_t max_payload;   /* bytes, checked before allocation */
+    uint32_t max_in_flight; /* requests per connection */
     uint32_t max_connections;
     uint32_t request_timeout_ms; /* deadline when the caller gives none,
                                     and the ceiling of a caller's budget */

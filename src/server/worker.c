@@ -122,8 +122,8 @@ wk_pool_t *wk_pool_new(uv_loop_t *loop, int n) {
     pool->async.data = pool;
 
     for (pool->nthreads = 0; pool->nthreads < n; pool->nthreads++) {
-        if (pthread_create(&pool->threads[pool->nthreads], NULL,
-                           wk_thread_main, pool) != 0) {
+        if (pthread_create(&pool->threads[pool->nthreads], NULL, wk_thread_main,
+                           pool) != 0) {
             break;
         }
     }

@@ -50,9 +50,10 @@ static const char *h_env_required(const char *name) {
     const char *v = getenv(name);
 
     if (v == NULL || *v == '\0') {
-        cr_assert_fail("%s is not set: run the suite with scripts/test.sh, which "
-                 "starts the test servers",
-                 name);
+        cr_assert_fail(
+            "%s is not set: run the suite with scripts/test.sh, which "
+            "starts the test servers",
+            name);
     }
     return v;
 }
@@ -102,9 +103,8 @@ int h_wait_port(int port, int timeout_ms) {
 }
 
 
-static void h_spawn(h_proc_t *p,
-                    const char *const *argv,
-                    const char *const *env) {
+static void
+h_spawn(h_proc_t *p, const char *const *argv, const char *const *env) {
     static unsigned n;
     const char *tmp = getenv("TMPDIR");
     pid_t parent;
@@ -221,10 +221,9 @@ void h_redis_start(h_proc_t *p, int port) {
     snprintf(p->addr, sizeof(p->addr), "127.0.0.1:%d", p->port);
     snprintf(port_s, sizeof(port_s), "%d", p->port);
 
-    const char *argv[] = {"redis-server", "--port",       port_s,
-                          "--bind",       "127.0.0.1",    "--save",
-                          "",             "--appendonly", "no",
-                          NULL};
+    const char *argv[] = {"redis-server", "--port", port_s, "--bind",
+                          "127.0.0.1",    "--save", "",     "--appendonly",
+                          "no",           NULL};
     h_spawn(p, argv, NULL);
     h_wait_started(p, "redis-server");
 }
@@ -321,11 +320,8 @@ static int h_raw_read_exact(int fd, uint8_t *buf, size_t len, int timeout_ms) {
 }
 
 
-int h_raw_read_frame(int fd,
-                     int timeout_ms,
-                     frame_header_t *hdr,
-                     uint8_t *payload,
-                     size_t cap) {
+int h_raw_read_frame(
+    int fd, int timeout_ms, frame_header_t *hdr, uint8_t *payload, size_t cap) {
     uint8_t raw[FRAME_HEADER_SIZE];
     int rc = h_raw_read_exact(fd, raw, sizeof(raw), timeout_ms);
 
@@ -376,15 +372,10 @@ int h_ferretdb_start(h_proc_t *p, int port, const char *dir) {
     snprintf(sqlite, sizeof(sqlite), "--sqlite-url=file:%s/", dir);
     snprintf(state, sizeof(state), "--state-dir=%s", dir);
 
-    const char *argv[] = {bin,
-                          "--handler=sqlite",
-                          sqlite,
-                          state,
-                          listen,
-                          "--telemetry=disable",
-                          "--debug-addr=-",
-                          "--log-level=error",
-                          NULL};
+    const char *argv[] = {
+        bin,    "--handler=sqlite",    sqlite,           state,
+        listen, "--telemetry=disable", "--debug-addr=-", "--log-level=error",
+        NULL};
     h_spawn(p, argv, NULL);
     h_wait_started(p, "ferretdb");
     return 1;

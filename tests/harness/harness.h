@@ -18,7 +18,7 @@
 typedef struct h_proc {
     pid_t pid;
     int port;
-    char addr[64];     /* "127.0.0.1:port" */
+    char addr[64];      /* "127.0.0.1:port" */
     char log_path[512]; /* stderr of the process, kept for a failed test */
 } h_proc_t;
 
@@ -84,11 +84,8 @@ int h_raw_write(int fd, const void *buf, size_t len);
  * bytes). Returns 1 on a frame, 0 when the peer closed, -1 on timeout or
  * error.
  */
-int h_raw_read_frame(int fd,
-                     int timeout_ms,
-                     frame_header_t *hdr,
-                     uint8_t *payload,
-                     size_t cap);
+int h_raw_read_frame(
+    int fd, int timeout_ms, frame_header_t *hdr, uint8_t *payload, size_t cap);
 
 /* True when the peer closes the connection within timeout_ms (any frames
  * before the close are skipped). */
