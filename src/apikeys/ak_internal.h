@@ -39,16 +39,7 @@ void ak_set_err(char *err, size_t err_len, const char *fmt, ...)
 /* Empty err, when err is not NULL. */
 void ak_clear_err(char *err, size_t err_len);
 
-/* A text field: at most max bytes of UTF-8; identifiers (ids, names,
- * metadata keys) also exclude control characters, which would make log
- * lines and listings ambiguous. 1 when it passes, else 0 with a reason
- * naming field in err. */
-int ak_check_text(const char *s,
-                  size_t max,
-                  int identifier,
-                  const char *field,
-                  char *err,
-                  size_t err_len);
+
 
 /* Free a protobuf-c string unless it is the shared empty string. */
 void ak_pb_free(char *s);

@@ -35,6 +35,7 @@
 #include <string.h>
 
 #include "ak_internal.h"
+#include "fieldcheck.h"
 #include "clock.h"
 #include "crypto.h"
 #include "field_limits.h"
@@ -47,7 +48,7 @@ static int ak_check_key_id(const char *key_id, char *err, size_t err_len) {
         ak_set_err(err, err_len, "key_id is required");
         return 0;
     }
-    return ak_check_text(key_id, AK_KEY_ID_MAX, 1, "key_id", err, err_len);
+    return fc_text(key_id, AK_KEY_ID_MAX, 1, "key_id", err, err_len);
 }
 
 
@@ -135,7 +136,7 @@ int ak_list(ak_service_t *svc,
         ak_set_err(err, err_len, "user_id is required");
         return CPS_INVALID_ARGUMENT;
     }
-    if (!ak_check_text(req->user_id, LIM_ID_MAX, 1, "user_id", err, err_len)) {
+    if (!fc_text(req->user_id, LIM_ID_MAX, 1, "user_id", err, err_len)) {
         return CPS_INVALID_ARGUMENT;
     }
 

@@ -34,6 +34,7 @@
 #include "clock.h"
 #include "crypto.h"
 #include "field_limits.h"
+#include "fieldcheck.h"
 #include "scope.h"
 #include "status.h"
 
@@ -187,34 +188,6 @@ static size_t ak_len(const char *s) {
 }
 
 
-int ak_check_text(const char *s,
-                  size_t max,
-                  int identifier,
-                  const char *field,
-                  char *err,
-                  size_t err_len) {
-    size_t len = ak_len(s);
-
-    if (len > max) {
-        ak_set_err(err, err_len, "%s is longer than %zu bytes", field, max);
-        return 0;
-    }
-    if (len > 0 && !bson_utf8_validate(s, len, false)) {
-        ak_set_err(err, err_len, "%s is not valid UTF-8", field);
-        return 0;
-    }
-    for (size_t i = 0; identifier && i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-
-        if (c < 0x20 || c == 0x7f) {
-            ak_set_err(err, err_len, "%s contains a control character", field);
-            return 0;
-        }
-    }
-    return 1;
-}
-
-
 static int ak_check_scopes(char *const *scopes,
                            size_t n,
                            const char *field,
@@ -231,37 +204,6 @@ static int ak_check_scopes(char *const *scopes,
                        "'*' only as a whole last segment)",
                        field, i);
             return 0;
-        }
-    }
-    return 1;
-}
-
-
-static int
-ak_check_metadata(const create_req_t *req, char *err, size_t err_len) {
-    if (req->n_metadata > LIM_META_MAX) {
-        ak_set_err(err, err_len, "more than %d metadata entries", LIM_META_MAX);
-        return 0;
-    }
-    for (size_t i = 0; i < req->n_metadata; i++) {
-        const Cpstore__V1__MetadataEntry *m = req->metadata[i];
-
-        if (m == NULL || ak_len(m->key) == 0) {
-            ak_set_err(err, err_len, "metadata[%zu] has no key", i);
-            return 0;
-        }
-        if (!ak_check_text(m->key, LIM_META_KEY_MAX, 1, "metadata key", err,
-                           err_len) ||
-            !ak_check_text(m->value, LIM_META_VALUE_MAX, 0, "metadata value",
-                           err, err_len)) {
-            return 0;
-        }
-        for (size_t j = 0; j < i; j++) {
-            if (strcmp(req->metadata[j]->key, m->key) == 0) {
-                ak_set_err(err, err_len, "metadata key \"%s\" is repeated",
-                           m->key);
-                return 0;
-            }
         }
     }
     return 1;
@@ -303,15 +245,16 @@ static int ak_check_create(const create_req_t *req, char *err, size_t err_len) {
         ak_set_err(err, err_len, "user_id is required");
         return 0;
     }
-    return ak_check_text(req->user_id, LIM_ID_MAX, 1, "user_id", err,
+    return fc_text(req->user_id, LIM_ID_MAX, 1, "user_id", err,
                          err_len) &&
-           ak_check_text(req->name, LIM_ID_MAX, 1, "name", err, err_len) &&
-           ak_check_text(req->org_id, LIM_ID_MAX, 1, "org_id", err, err_len) &&
-           ak_check_text(req->project_id, LIM_ID_MAX, 1, "project_id", err,
+           fc_text(req->name, LIM_ID_MAX, 1, "name", err, err_len) &&
+           fc_text(req->org_id, LIM_ID_MAX, 1, "org_id", err, err_len) &&
+           fc_text(req->project_id, LIM_ID_MAX, 1, "project_id", err,
                          err_len) &&
            ak_check_scopes(req->scopes, req->n_scopes, "scopes", err,
                            err_len) &&
-           ak_check_metadata(req, err, err_len);
+           fc_metadata(req->metadata, req->n_metadata, LIM_META_MAX,
+                       LIM_META_KEY_MAX, LIM_META_VALUE_MAX, err, err_len);
 }
 
 
@@ -599,8 +542,8 @@ void ak_create_response_clear(Cpstore__V1__CreateApiKeyResponse *resp) {
 /* ---- verify ------------------------------------------------------------ */
 
 static int ak_check_verify(const verify_req_t *req, char *err, size_t err_len) {
-    return ak_check_text(req->org_id, LIM_ID_MAX, 1, "org_id", err, err_len) &&
-           ak_check_text(req->project_id, LIM_ID_MAX, 1, "project_id", err,
+    return fc_text(req->org_id, LIM_ID_MAX, 1, "org_id", err, err_len) &&
+           fc_text(req->project_id, LIM_ID_MAX, 1, "project_id", err,
                          err_len) &&
            ak_check_scopes(req->required_scopes, req->n_required_scopes,
                            "required_scopes", err, err_len);

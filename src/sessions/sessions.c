@@ -32,6 +32,7 @@
 
 #include "clock.h"
 #include "crypto.h"
+#include "fieldcheck.h"
 #include "ss_store.h"
 #include "status.h"
 
@@ -154,43 +155,12 @@ static size_t ss_len(const char *s) {
 }
 
 
-/* A text field: at most max bytes of UTF-8; identifiers (ids, kinds,
- * metadata keys) also exclude control characters, which would make log
- * lines and listings ambiguous. */
-static int ss_check_text(const char *s,
-                         size_t max,
-                         int identifier,
-                         const char *field,
-                         char *err,
-                         size_t err_len) {
-    size_t len = ss_len(s);
-
-    if (len > max) {
-        ss_set_err(err, err_len, "%s is longer than %zu bytes", field, max);
-        return 0;
-    }
-    if (len > 0 && !bson_utf8_validate(s, len, false)) {
-        ss_set_err(err, err_len, "%s is not valid UTF-8", field);
-        return 0;
-    }
-    for (size_t i = 0; identifier && i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-
-        if (c < 0x20 || c == 0x7f) {
-            ss_set_err(err, err_len, "%s contains a control character", field);
-            return 0;
-        }
-    }
-    return 1;
-}
-
-
 static int ss_check_user(const char *user_id, char *err, size_t err_len) {
     if (ss_len(user_id) == 0) {
         ss_set_err(err, err_len, "user_id is required");
         return 0;
     }
-    return ss_check_text(user_id, SS_USER_ID_MAX, 1, "user_id", err, err_len);
+    return fc_text(user_id, SS_USER_ID_MAX, 1, "user_id", err, err_len);
 }
 
 
@@ -211,35 +181,6 @@ static int ss_check_kind(const char *kind, char *err, size_t err_len) {
             ss_set_err(err, err_len,
                        "kind may hold only letters, digits and _ . : -");
             return 0;
-        }
-    }
-    return 1;
-}
-
-
-static int ss_check_metadata(const create_req_t *req, char *err, size_t len) {
-    if (req->n_metadata > SS_META_MAX) {
-        ss_set_err(err, len, "more than %d metadata entries", SS_META_MAX);
-        return 0;
-    }
-    for (size_t i = 0; i < req->n_metadata; i++) {
-        const Cpstore__V1__MetadataEntry *m = req->metadata[i];
-
-        if (m == NULL || ss_len(m->key) == 0) {
-            ss_set_err(err, len, "metadata[%zu] has no key", i);
-            return 0;
-        }
-        if (!ss_check_text(m->key, SS_META_KEY_MAX, 1, "metadata key", err,
-                           len) ||
-            !ss_check_text(m->value, SS_META_VALUE_MAX, 0, "metadata value",
-                           err, len)) {
-            return 0;
-        }
-        for (size_t j = 0; j < i; j++) {
-            if (strcmp(req->metadata[j]->key, m->key) == 0) {
-                ss_set_err(err, len, "metadata key \"%s\" is repeated", m->key);
-                return 0;
-            }
         }
     }
     return 1;
@@ -371,7 +312,8 @@ fail:
 static int ss_check_create(const create_req_t *req, char *err, size_t len) {
     return ss_check_user(req->user_id, err, len) &&
            ss_check_kind(req->kind, err, len) &&
-           ss_check_metadata(req, err, len);
+           fc_metadata(req->metadata, req->n_metadata, SS_META_MAX,
+                       SS_META_KEY_MAX, SS_META_VALUE_MAX, err, len);
 }
 
 

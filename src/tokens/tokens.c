@@ -22,6 +22,7 @@
 #include "clock.h"
 #include "crypto.h"
 #include "field_limits.h"
+#include "fieldcheck.h"
 #include "status.h"
 #include "tk_pkce.h"
 
@@ -151,37 +152,6 @@ static size_t tk_len(const char *s) {
 }
 
 
-/* A text field: at most max bytes of UTF-8 without control characters,
- * which would make log lines and listings ambiguous. Metadata values may
- * hold any text (control is 0 for them). */
-static int tk_check_text(const char *s,
-                         size_t max,
-                         int control,
-                         const char *field,
-                         char *err,
-                         size_t err_len) {
-    size_t len = tk_len(s);
-
-    if (len > max) {
-        tk_set_err(err, err_len, "%s is longer than %zu bytes", field, max);
-        return 0;
-    }
-    if (len > 0 && !bson_utf8_validate(s, len, false)) {
-        tk_set_err(err, err_len, "%s is not valid UTF-8", field);
-        return 0;
-    }
-    for (size_t i = 0; control && i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-
-        if (c < 0x20 || c == 0x7f) {
-            tk_set_err(err, err_len, "%s contains a control character", field);
-            return 0;
-        }
-    }
-    return 1;
-}
-
-
 /* A kind as the configuration file names it: 1..TK_KIND_MAX characters of
  * [A-Za-z0-9_.:-]. */
 static int tk_check_kind(const char *kind, char *err, size_t err_len) {
@@ -208,46 +178,15 @@ static int tk_check_kind(const char *kind, char *err, size_t err_len) {
 }
 
 
-static int
-tk_check_metadata(const issue_req_t *req, char *err, size_t err_len) {
-    if (req->n_metadata > LIM_META_MAX) {
-        tk_set_err(err, err_len, "more than %d metadata entries", LIM_META_MAX);
-        return 0;
-    }
-    for (size_t i = 0; i < req->n_metadata; i++) {
-        const Cpstore__V1__MetadataEntry *m = req->metadata[i];
-
-        if (m == NULL || tk_len(m->key) == 0) {
-            tk_set_err(err, err_len, "metadata[%zu] has no key", i);
-            return 0;
-        }
-        if (!tk_check_text(m->key, LIM_META_KEY_MAX, 1, "metadata key", err,
-                           err_len) ||
-            !tk_check_text(m->value, LIM_META_VALUE_MAX, 0, "metadata value",
-                           err, err_len)) {
-            return 0;
-        }
-        for (size_t j = 0; j < i; j++) {
-            if (strcmp(req->metadata[j]->key, m->key) == 0) {
-                tk_set_err(err, err_len, "metadata key \"%s\" is repeated",
-                           m->key);
-                return 0;
-            }
-        }
-    }
-    return 1;
-}
-
-
 static int tk_check_binding(const Cpstore__V1__TokenBinding *b,
                             char *err,
                             size_t err_len) {
     if (b == NULL) {
         return 1;
     }
-    if (!tk_check_text(b->client_id, TK_CLIENT_ID_MAX, 1, "client_id", err,
+    if (!fc_text(b->client_id, TK_CLIENT_ID_MAX, 1, "client_id", err,
                        err_len) ||
-        !tk_check_text(b->redirect_uri, TK_REDIRECT_URI_MAX, 1, "redirect_uri",
+        !fc_text(b->redirect_uri, TK_REDIRECT_URI_MAX, 1, "redirect_uri",
                        err, err_len)) {
         return 0;
     }
@@ -270,9 +209,10 @@ static int tk_check_issue(const issue_req_t *req, char *err, size_t err_len) {
         tk_set_err(err, err_len, "subject is required");
         return 0;
     }
-    return tk_check_text(req->subject, TK_SUBJECT_MAX, 1, "subject", err,
+    return fc_text(req->subject, TK_SUBJECT_MAX, 1, "subject", err,
                          err_len) &&
-           tk_check_metadata(req, err, err_len) &&
+           fc_metadata(req->metadata, req->n_metadata, LIM_META_MAX,
+                       LIM_META_KEY_MAX, LIM_META_VALUE_MAX, err, err_len) &&
            tk_check_binding(req->binding, err, err_len);
 }
 
@@ -289,9 +229,9 @@ tk_check_consume(const consume_req_t *req, char *err, size_t err_len) {
                    TK_PKCE_VERIFIER_MAX);
         return 0;
     }
-    return tk_check_text(req->client_id, TK_CLIENT_ID_MAX, 0, "client_id", err,
+    return fc_text(req->client_id, TK_CLIENT_ID_MAX, 0, "client_id", err,
                          err_len) &&
-           tk_check_text(req->redirect_uri, TK_REDIRECT_URI_MAX, 0,
+           fc_text(req->redirect_uri, TK_REDIRECT_URI_MAX, 0,
                          "redirect_uri", err, err_len);
 }
 
