@@ -245,12 +245,11 @@ static int ak_check_create(const create_req_t *req, char *err, size_t err_len) {
         ak_set_err(err, err_len, "user_id is required");
         return 0;
     }
-    return fc_text(req->user_id, LIM_ID_MAX, 1, "user_id", err,
-                         err_len) &&
+    return fc_text(req->user_id, LIM_ID_MAX, 1, "user_id", err, err_len) &&
            fc_text(req->name, LIM_ID_MAX, 1, "name", err, err_len) &&
            fc_text(req->org_id, LIM_ID_MAX, 1, "org_id", err, err_len) &&
            fc_text(req->project_id, LIM_ID_MAX, 1, "project_id", err,
-                         err_len) &&
+                   err_len) &&
            ak_check_scopes(req->scopes, req->n_scopes, "scopes", err,
                            err_len) &&
            fc_metadata(req->metadata, req->n_metadata, LIM_META_MAX,
@@ -544,7 +543,7 @@ void ak_create_response_clear(Cpstore__V1__CreateApiKeyResponse *resp) {
 static int ak_check_verify(const verify_req_t *req, char *err, size_t err_len) {
     return fc_text(req->org_id, LIM_ID_MAX, 1, "org_id", err, err_len) &&
            fc_text(req->project_id, LIM_ID_MAX, 1, "project_id", err,
-                         err_len) &&
+                   err_len) &&
            ak_check_scopes(req->required_scopes, req->n_required_scopes,
                            "required_scopes", err, err_len);
 }

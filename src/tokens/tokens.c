@@ -185,9 +185,9 @@ static int tk_check_binding(const Cpstore__V1__TokenBinding *b,
         return 1;
     }
     if (!fc_text(b->client_id, TK_CLIENT_ID_MAX, 1, "client_id", err,
-                       err_len) ||
-        !fc_text(b->redirect_uri, TK_REDIRECT_URI_MAX, 1, "redirect_uri",
-                       err, err_len)) {
+                 err_len) ||
+        !fc_text(b->redirect_uri, TK_REDIRECT_URI_MAX, 1, "redirect_uri", err,
+                 err_len)) {
         return 0;
     }
     if (tk_len(b->pkce_challenge) > 0 &&
@@ -209,8 +209,7 @@ static int tk_check_issue(const issue_req_t *req, char *err, size_t err_len) {
         tk_set_err(err, err_len, "subject is required");
         return 0;
     }
-    return fc_text(req->subject, TK_SUBJECT_MAX, 1, "subject", err,
-                         err_len) &&
+    return fc_text(req->subject, TK_SUBJECT_MAX, 1, "subject", err, err_len) &&
            fc_metadata(req->metadata, req->n_metadata, LIM_META_MAX,
                        LIM_META_KEY_MAX, LIM_META_VALUE_MAX, err, err_len) &&
            tk_check_binding(req->binding, err, err_len);
@@ -230,9 +229,9 @@ tk_check_consume(const consume_req_t *req, char *err, size_t err_len) {
         return 0;
     }
     return fc_text(req->client_id, TK_CLIENT_ID_MAX, 0, "client_id", err,
-                         err_len) &&
-           fc_text(req->redirect_uri, TK_REDIRECT_URI_MAX, 0,
-                         "redirect_uri", err, err_len);
+                   err_len) &&
+           fc_text(req->redirect_uri, TK_REDIRECT_URI_MAX, 0, "redirect_uri",
+                   err, err_len);
 }
 
 
