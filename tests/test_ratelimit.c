@@ -165,6 +165,7 @@ static cpstore_v1_RateLimitCheckResponse check(cpc_t *c,
 
 
 typedef struct racer {
+    const h_proc_t *target;
     pthread_barrier_t *start;
     const char *key;
     uint64_t limit;
@@ -177,7 +178,7 @@ typedef struct racer {
 /* One connection: wait for the others, then pipeline all its checks. */
 static void *racer_main(void *arg) {
     racer_t *r = arg;
-    cpc_t *c = h_connect(&server);
+    cpc_t *c = h_connect(r->target);
     cpstore_v1_RateLimitCheckRequest req =
         cpstore_v1_RateLimitCheckRequest_init_zero;
 
@@ -210,7 +211,13 @@ static void *racer_main(void *arg) {
 }
 
 
-/* conns connections x per_conn checks at once; returns how many passed. */
+/* A second cpstored on the same Redis, for the two-instance races. */
+static h_proc_t second;
+static int two_instances;
+
+
+/* conns connections x per_conn checks at once; returns how many passed.
+ * With two_instances, odd connections go to the second cpstored. */
 static int race(const char *key, uint64_t limit, int conns, int per_conn) {
     pthread_t threads[64];
     racer_t racers[64];
@@ -220,7 +227,10 @@ static int race(const char *key, uint64_t limit, int conns, int per_conn) {
     cr_assert_leq(conns, 64);
     pthread_barrier_init(&start, NULL, (unsigned)conns);
     for (int i = 0; i < conns; i++) {
-        racers[i] = (racer_t){&start, key, limit, per_conn, 0, 0};
+        const h_proc_t *target =
+            two_instances && i % 2 == 1 ? &second : &server;
+
+        racers[i] = (racer_t){target, &start, key, limit, per_conn, 0, 0};
         pthread_create(&threads[i], NULL, racer_main, &racers[i]);
     }
     for (int i = 0; i < conns; i++) {
@@ -1374,4 +1384,32 @@ Test(rl_redis_outage,
     cr_assert(r.fallback);
     cr_assert_eq(counter(c, "ratelimit_fallback_allow"), 1);
     cpc_close(c);
+}
+
+
+static void start_two_on_redis(void) {
+    const char *args[] = {redis_url_arg, NULL};
+
+    start_redis_backend();
+    h_cpstored_start(&second, args, NULL);
+    two_instances = 1;
+}
+
+
+static void stop_two(void) {
+    h_proc_stop(&second);
+    stop_server();
+}
+
+
+Test(rl_redis_two_instances,
+     checks_through_two_servers_admit_exactly_the_limit,
+     .init = start_two_on_redis,
+     .fini = stop_two,
+     .timeout = 60) {
+    char key[96];
+
+    h_unique(key, sizeof(key), "race2x");
+    /* 20 connections, 10 to each cpstored, 10 checks each, limit 50. */
+    cr_assert_eq(race(key, 50, 20, 10), 50);
 }
