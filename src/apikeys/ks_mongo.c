@@ -50,8 +50,8 @@
  */
 #include "keystore.h"
 
-#include <pthread.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,9 +66,18 @@
 typedef struct ks_mongo {
     ks_store_t base; /* first member */
     mg_t *mg;
-    pthread_mutex_t index_lock;
-    int indexes_ready; /* under index_lock */
+    mg_index_set_t *indexes;
 } ks_mongo_t;
+
+static const mg_index_t ksm_indexes[] = {
+    {.collection = KSM_COLLECTION,
+     .name = "key_hash_unique",
+     .keys = {{"key_hash", 1}},
+     .unique = true},
+    {.collection = KSM_COLLECTION,
+     .name = "user_id_created_at",
+     .keys = {{"user_id", 1}, {"created_at", 1}}},
+};
 
 
 static void ksm_set_err(char *err, size_t err_len, const char *fmt, ...)
@@ -84,119 +93,6 @@ static void ksm_set_err(char *err, size_t err_len, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(err, err_len, fmt, ap);
     va_end(ap);
-}
-
-
-static void ksm_append_index(bson_t *indexes,
-                             const char *array_key,
-                             const char *name,
-                             const char *field1,
-                             const char *field2,
-                             int unique) {
-    bson_t index;
-    bson_t key;
-
-    BSON_APPEND_DOCUMENT_BEGIN(indexes, array_key, &index);
-    BSON_APPEND_DOCUMENT_BEGIN(&index, "key", &key);
-    BSON_APPEND_INT32(&key, field1, 1);
-    if (field2 != NULL) {
-        BSON_APPEND_INT32(&key, field2, 1);
-    }
-    bson_append_document_end(&index, &key);
-    BSON_APPEND_UTF8(&index, "name", name);
-    if (unique) {
-        BSON_APPEND_BOOL(&index, "unique", true);
-    }
-    bson_append_document_end(indexes, &index);
-}
-
-
-/*
- * One createIndexes command per index: FerretDB 1.24 drops the connection
- * when a single command lists several indexes that all exist already, which
- * is the case on every start after the first.
- */
-static int ksm_create_index(ks_mongo_t *m,
-                            int64_t deadline_mono_ms,
-                            const char *name,
-                            const char *field1,
-                            const char *field2,
-                            int unique,
-                            char *err,
-                            size_t err_len) {
-    mongoc_client_t *client;
-    bson_t cmd = BSON_INITIALIZER;
-    bson_t indexes;
-    bson_t reply;
-    bson_error_t error;
-    int64_t max_time;
-    int rc;
-
-    rc = mg_max_time_ms(deadline_mono_ms, &max_time);
-    if (rc != CPS_OK) {
-        ksm_set_err(err, err_len, "create indexes: deadline passed");
-        bson_destroy(&cmd);
-        return rc;
-    }
-
-    BSON_APPEND_UTF8(&cmd, "createIndexes", KSM_COLLECTION);
-    BSON_APPEND_ARRAY_BEGIN(&cmd, "indexes", &indexes);
-    ksm_append_index(&indexes, "0", name, field1, field2, unique);
-    bson_append_array_end(&cmd, &indexes);
-    if (max_time > 0) {
-        BSON_APPEND_INT64(&cmd, "maxTimeMS", max_time);
-    }
-
-    client = mg_pop(m->mg);
-    if (client == NULL) {
-        bson_destroy(&cmd);
-        ksm_set_err(err, err_len, "create indexes: no MongoDB client");
-        return CPS_UNAVAILABLE;
-    }
-    rc = CPS_OK;
-    if (!mongoc_client_write_command_with_opts(client, mg_database_name(m->mg),
-                                               &cmd, NULL, &reply, &error)) {
-        rc =
-            mg_error(&error, "create indexes on " KSM_COLLECTION, err, err_len);
-    }
-    mg_push(m->mg, client);
-    bson_destroy(&reply);
-    bson_destroy(&cmd);
-    return rc;
-}
-
-
-static int ksm_create_indexes(ks_mongo_t *m,
-                              int64_t deadline_mono_ms,
-                              char *err,
-                              size_t err_len) {
-    int rc;
-
-    rc = ksm_create_index(m, deadline_mono_ms, "key_hash_unique", "key_hash",
-                          NULL, 1, err, err_len);
-    if (rc == CPS_OK) {
-        rc = ksm_create_index(m, deadline_mono_ms, "user_id_created_at",
-                              "user_id", "created_at", 0, err, err_len);
-    }
-    return rc;
-}
-
-
-/* Create the indexes unless that is already done. One thread at a time:
- * the others wait for its answer rather than repeat the command. */
-static int ksm_ensure_indexes(ks_mongo_t *m,
-                              int64_t deadline_mono_ms,
-                              char *err,
-                              size_t err_len) {
-    int rc = CPS_OK;
-
-    pthread_mutex_lock(&m->index_lock);
-    if (!m->indexes_ready) {
-        rc = ksm_create_indexes(m, deadline_mono_ms, err, err_len);
-        m->indexes_ready = rc == CPS_OK;
-    }
-    pthread_mutex_unlock(&m->index_lock);
-    return rc;
 }
 
 
@@ -279,7 +175,7 @@ static int ksm_insert(ks_store_t *store,
         ksm_set_err(err, err_len, "record lacks key_id, hint or user_id");
         return CPS_INTERNAL;
     }
-    rc = ksm_ensure_indexes(m, deadline_mono_ms, err, err_len);
+    rc = mg_ensure_indexes(m->indexes, deadline_mono_ms, err, err_len);
     if (rc != CPS_OK) {
         return rc;
     }
@@ -879,7 +775,7 @@ static int ksm_ping(ks_store_t *store,
 static void ksm_destroy(ks_store_t *store) {
     ks_mongo_t *m = (ks_mongo_t *)store;
 
-    pthread_mutex_destroy(&m->index_lock);
+    mg_index_set_free(m->indexes);
     free(m);
 }
 
@@ -900,29 +796,18 @@ static const ks_ops_t ks_mongo_ops = {
 
 ks_store_t *ks_mongo_new(mg_t *mg, char *err, size_t err_len) {
     ks_mongo_t *m = calloc(1, sizeof(*m));
-    int rc;
 
     if (m == NULL) {
         ksm_set_err(err, err_len, "out of memory");
         return NULL;
     }
-    if (pthread_mutex_init(&m->index_lock, NULL) != 0) {
-        free(m);
-        ksm_set_err(err, err_len, "pthread_mutex_init failed");
-        return NULL;
-    }
     m->base.ops = &ks_mongo_ops;
     m->mg = mg;
-
-    /* An unreachable server is not fatal here: the indexes then come
-     * before the first insert. A server that refuses them is. */
-    rc = ksm_ensure_indexes(m, 0, err, err_len);
-    if (rc != CPS_OK && rc != CPS_UNAVAILABLE && rc != CPS_DEADLINE_EXCEEDED) {
-        ksm_destroy(&m->base);
+    m->indexes = mg_index_set_new(mg, ksm_indexes, MG_INDEX_COUNT(ksm_indexes),
+                                  NULL, NULL, err, err_len);
+    if (m->indexes == NULL) {
+        free(m);
         return NULL;
-    }
-    if (rc != CPS_OK && err != NULL && err_len > 0) {
-        err[0] = '\0';
     }
     return &m->base;
 }

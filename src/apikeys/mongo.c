@@ -1,6 +1,7 @@
 /*
- * The process's MongoDB client pool and the one place where libmongoc's
- * errors become cps status codes.
+ * The process's MongoDB client pool, the one place where libmongoc's
+ * errors become cps status codes, and the stores' index creation (its
+ * note, on one index per command and on TTL indexes, is in mongo.h).
  *
  * mongoc_init() runs once per process, on the first mg_open(), after
  * libmongoc's log is routed into cpstore's (mg_log_handler). It is never
@@ -33,6 +34,7 @@
 #define MG_CODE_NETWORK_TIMEOUT          89
 #define MG_CODE_SHUTDOWN_IN_PROGRESS     91
 #define MG_CODE_PRIMARY_STEPPED_DOWN     189
+#define MG_CODE_NOT_IMPLEMENTED          238
 #define MG_CODE_EXCEEDED_TIME_LIMIT      262
 #define MG_CODE_SOCKET_EXCEPTION         9001
 #define MG_CODE_NOT_WRITABLE_PRIMARY     10107
@@ -48,6 +50,16 @@ struct mg {
     mongoc_client_pool_t *pool;
     mongoc_uri_t *uri;
     char *db;
+};
+
+struct mg_index_set {
+    mg_t *mg;
+    const mg_index_t *indexes; /* borrowed */
+    size_t n;
+    mg_index_hook_t hook;
+    void *arg;
+    pthread_mutex_t lock;
+    bool ready; /* under lock: every index of the list exists */
 };
 
 static pthread_once_t mg_init_once = PTHREAD_ONCE_INIT;
@@ -331,4 +343,160 @@ int mg_max_time_ms(int64_t deadline_mono_ms, int64_t *max_time_ms) {
     }
     *max_time_ms = left;
     return CPS_OK;
+}
+
+
+/* ---- indexes ------------------------------------------------------------ */
+
+/* {createIndexes: <collection>, indexes: [<idx>], maxTimeMS}: one index
+ * per command, as the note in mongo.h explains. */
+static void
+mg_index_command(bson_t *cmd, const mg_index_t *idx, int64_t max_time) {
+    bson_t array;
+    bson_t index;
+    bson_t key;
+
+    BSON_APPEND_UTF8(cmd, "createIndexes", idx->collection);
+    BSON_APPEND_ARRAY_BEGIN(cmd, "indexes", &array);
+    BSON_APPEND_DOCUMENT_BEGIN(&array, "0", &index);
+    BSON_APPEND_DOCUMENT_BEGIN(&index, "key", &key);
+    for (size_t i = 0; i < MG_INDEX_MAX_KEYS && idx->keys[i].field != NULL;
+         i++) {
+        BSON_APPEND_INT32(&key, idx->keys[i].field,
+                          idx->keys[i].dir < 0 ? -1 : 1);
+    }
+    bson_append_document_end(&index, &key);
+    BSON_APPEND_UTF8(&index, "name", idx->name);
+    if (idx->unique) {
+        BSON_APPEND_BOOL(&index, "unique", true);
+    }
+    if (idx->ttl) {
+        BSON_APPEND_INT32(&index, "expireAfterSeconds", 0);
+    }
+    bson_append_document_end(&array, &index);
+    bson_append_array_end(cmd, &array);
+    if (max_time > 0) {
+        BSON_APPEND_INT64(cmd, "maxTimeMS", max_time);
+    }
+}
+
+
+int mg_create_index(mg_t *mg,
+                    const mg_index_t *idx,
+                    int64_t deadline_mono_ms,
+                    int *ttl_supported,
+                    char *err,
+                    size_t err_len) {
+    mongoc_client_t *client;
+    bson_t cmd = BSON_INITIALIZER;
+    bson_t reply;
+    bson_error_t error;
+    char what[128];
+    int64_t max_time;
+    int rc;
+
+    if (ttl_supported != NULL) {
+        *ttl_supported = 1;
+    }
+    snprintf(what, sizeof(what), "create index %s on %s", idx->name,
+             idx->collection);
+    rc = mg_max_time_ms(deadline_mono_ms, &max_time);
+    if (rc != CPS_OK) {
+        mg_set_err(err, err_len, "%s: deadline passed", what);
+        bson_destroy(&cmd);
+        return rc;
+    }
+    client = mg_pop(mg);
+    if (client == NULL) {
+        mg_set_err(err, err_len, "%s: no MongoDB client", what);
+        bson_destroy(&cmd);
+        return CPS_UNAVAILABLE;
+    }
+
+    mg_index_command(&cmd, idx, max_time);
+    if (!mongoc_client_write_command_with_opts(client, mg->db, &cmd, NULL,
+                                               &reply, &error)) {
+        if (idx->ttl && ttl_supported != NULL &&
+            error.domain == MONGOC_ERROR_SERVER &&
+            error.code == MG_CODE_NOT_IMPLEMENTED) {
+            *ttl_supported = 0;
+            rc = CPS_UNIMPLEMENTED;
+        } else {
+            rc = mg_error(&error, what, err, err_len);
+        }
+    }
+    mg_push(mg, client);
+    bson_destroy(&reply);
+    bson_destroy(&cmd);
+    return rc;
+}
+
+
+mg_index_set_t *mg_index_set_new(mg_t *mg,
+                                 const mg_index_t *indexes,
+                                 size_t n,
+                                 mg_index_hook_t hook,
+                                 void *arg,
+                                 char *err,
+                                 size_t err_len) {
+    mg_index_set_t *set = calloc(1, sizeof(*set));
+    int rc;
+
+    if (set == NULL) {
+        mg_set_err(err, err_len, "out of memory");
+        return NULL;
+    }
+    if (pthread_mutex_init(&set->lock, NULL) != 0) {
+        free(set);
+        mg_set_err(err, err_len, "pthread_mutex_init failed");
+        return NULL;
+    }
+    set->mg = mg;
+    set->indexes = indexes;
+    set->n = n;
+    set->hook = hook;
+    set->arg = arg;
+
+    /* An unreachable server is not fatal here: the indexes then come
+     * before the store's first write. A server that refuses them is. */
+    rc = mg_ensure_indexes(set, 0, err, err_len);
+    if (rc != CPS_OK && rc != CPS_UNAVAILABLE && rc != CPS_DEADLINE_EXCEEDED) {
+        mg_index_set_free(set);
+        return NULL;
+    }
+    if (rc != CPS_OK && err != NULL && err_len > 0) {
+        err[0] = '\0';
+    }
+    return set;
+}
+
+
+int mg_ensure_indexes(mg_index_set_t *set,
+                      int64_t deadline_mono_ms,
+                      char *err,
+                      size_t err_len) {
+    int rc = CPS_OK;
+
+    pthread_mutex_lock(&set->lock);
+    if (!set->ready) {
+        for (size_t i = 0; rc == CPS_OK && i < set->n; i++) {
+            rc = mg_create_index(set->mg, &set->indexes[i], deadline_mono_ms,
+                                 NULL, err, err_len);
+        }
+        set->ready = rc == CPS_OK;
+    }
+    if (set->ready && set->hook != NULL) {
+        rc = set->hook(set->arg, deadline_mono_ms, err, err_len);
+    }
+    pthread_mutex_unlock(&set->lock);
+    return rc;
+}
+
+
+void mg_index_set_free(mg_index_set_t *set) {
+    if (set == NULL) {
+        return;
+    }
+    pthread_mutex_destroy(&set->lock);
+    free(set);
 }

@@ -127,176 +127,72 @@ int64_t ssm_reply_count(const bson_t *reply, const char *field) {
 
 /* ---- indexes ----------------------------------------------------------- */
 
-typedef struct ssm_index {
-    const char *name;
-    const char *field1;
-    int dir1;
-    const char *field2; /* NULL for a single-field index */
-    int dir2;
-    bool unique;
-    bool ttl; /* expireAfterSeconds: 0 on a date field */
-} ssm_index_t;
-
-
-static void ssm_append_index(bson_t *array, int i, const ssm_index_t *ix) {
-    bson_t index;
-    bson_t key;
-    char idx[16];
-    const char *idx_key;
-
-    bson_uint32_to_string((uint32_t)i, &idx_key, idx, sizeof(idx));
-    BSON_APPEND_DOCUMENT_BEGIN(array, idx_key, &index);
-    BSON_APPEND_DOCUMENT_BEGIN(&index, "key", &key);
-    BSON_APPEND_INT32(&key, ix->field1, ix->dir1);
-    if (ix->field2 != NULL) {
-        BSON_APPEND_INT32(&key, ix->field2, ix->dir2);
-    }
-    bson_append_document_end(&index, &key);
-    BSON_APPEND_UTF8(&index, "name", ix->name);
-    if (ix->unique) {
-        BSON_APPEND_BOOL(&index, "unique", true);
-    }
-    if (ix->ttl) {
-        BSON_APPEND_INT32(&index, "expireAfterSeconds", 0);
-    }
-    bson_append_document_end(array, &index);
-}
+/* The lookup indexes; the expiry indexes come from ssm_expiry_indexes(). */
+static const mg_index_t ssm_indexes[] = {
+    {.collection = SSM_SESSIONS,
+     .name = "token_hash_unique",
+     .keys = {{"token_hash", 1}},
+     .unique = true},
+    {.collection = SSM_SESSIONS,
+     .name = "user_id_created_at",
+     .keys = {{"user_id", 1}, {"created_at", -1}}},
+};
 
 
 /*
- * createIndexes of one index on one collection; false with *error set on
- * failure. One index per command: FerretDB v1 fails a command of several
- * indexes that all exist already (its connection handler panics and drops
- * the connection), which is what every start but the first sends.
- */
-static bool ssm_create(ss_mongo_t *m,
-                       const char *collection,
-                       const ssm_index_t *ix,
-                       int64_t max_time,
-                       bson_error_t *error) {
-    mongoc_client_t *client;
-    bson_t cmd = BSON_INITIALIZER;
-    bson_t array;
-    bson_t reply;
-    bool ok;
-
-    BSON_APPEND_UTF8(&cmd, "createIndexes", collection);
-    BSON_APPEND_ARRAY_BEGIN(&cmd, "indexes", &array);
-    ssm_append_index(&array, 0, ix);
-    bson_append_array_end(&cmd, &array);
-    if (max_time > 0) {
-        BSON_APPEND_INT64(&cmd, "maxTimeMS", max_time);
-    }
-
-    client = mg_pop(m->mg);
-    if (client == NULL) {
-        bson_set_error(error, MONGOC_ERROR_CLIENT,
-                       MONGOC_ERROR_CLIENT_NOT_READY,
-                       "no MongoDB client available");
-        bson_destroy(&cmd);
-        return false;
-    }
-    ok = mongoc_client_write_command_with_opts(client, mg_database_name(m->mg),
-                                               &cmd, NULL, &reply, error);
-    mg_push(m->mg, client);
-    bson_destroy(&reply);
-    bson_destroy(&cmd);
-    return ok;
-}
-
-
-/*
- * The expiry index of one collection: a TTL index, or, where the server
- * does not implement them, a plain one. *ttl is cleared in that case.
+ * The expiry index of one collection: a TTL index named <field>_ttl, or,
+ * where the server does not implement them, a plain one named <field>.
+ * *ttl is cleared in that case, and a later call goes straight to the
+ * plain index.
  */
 static int ssm_expiry_index(ss_mongo_t *m,
                             const char *collection,
                             const char *field,
-                            int64_t max_time,
+                            int64_t deadline,
                             bool *ttl,
                             char *err,
                             size_t err_len) {
-    ssm_index_t ix = {.field1 = field, .dir1 = 1, .ttl = true};
+    mg_index_t ix = {
+        .collection = collection, .keys = {{field, 1}}, .ttl = true};
     char name[64];
-    char what[128];
-    bson_error_t error;
+    int supported = 1;
+    int rc;
 
-    snprintf(name, sizeof(name), "%s_ttl", field);
-    snprintf(what, sizeof(what), "create index %s on %s", name, collection);
-    ix.name = name;
-    if (*ttl && ssm_create(m, collection, &ix, max_time, &error)) {
-        return CPS_OK;
+    if (*ttl) {
+        snprintf(name, sizeof(name), "%s_ttl", field);
+        ix.name = name;
+        rc = mg_create_index(m->mg, &ix, deadline, &supported, err, err_len);
+        if (supported) {
+            return rc;
+        }
+        *ttl = false;
     }
-    if (*ttl && !(error.domain == MONGOC_ERROR_SERVER &&
-                  error.code == SSM_NOT_IMPLEMENT)) {
-        return mg_error(&error, what, err, err_len);
-    }
-    *ttl = false;
-    ix.ttl = false;
     ix.name = field;
-    snprintf(what, sizeof(what), "create index %s on %s", field, collection);
-    if (!ssm_create(m, collection, &ix, max_time, &error)) {
-        return mg_error(&error, what, err, err_len);
-    }
-    return CPS_OK;
+    ix.ttl = false;
+    return mg_create_index(m->mg, &ix, deadline, NULL, err, err_len);
 }
 
 
+/* The index set's hook: the expiry indexes, once the lookup indexes exist,
+ * until they are made; then m->ttl says which kind they are. */
 static int
-ssm_create_indexes(ss_mongo_t *m, int64_t deadline, char *err, size_t err_len) {
-    static const ssm_index_t lookup[] = {
-        {.name = "token_hash_unique",
-         .field1 = "token_hash",
-         .dir1 = 1,
-         .unique = true},
-        {.name = "user_id_created_at",
-         .field1 = "user_id",
-         .dir1 = 1,
-         .field2 = "created_at",
-         .dir2 = -1},
-    };
-    bson_error_t error;
-    int64_t max_time;
+ssm_expiry_indexes(void *arg, int64_t deadline, char *err, size_t err_len) {
+    ss_mongo_t *m = arg;
     bool ttl = true;
     int rc;
 
-    rc = ssm_time_left(deadline, &max_time, err, err_len);
-    if (rc != CPS_OK) {
-        return rc;
+    if (atomic_load(&m->ttl) != SS_TTL_PENDING) {
+        return CPS_OK;
     }
-    for (size_t i = 0; i < sizeof(lookup) / sizeof(lookup[0]); i++) {
-        if (!ssm_create(m, SSM_SESSIONS, &lookup[i], max_time, &error)) {
-            return mg_error(&error, "create indexes on " SSM_SESSIONS, err,
-                            err_len);
-        }
-    }
-    rc = ssm_expiry_index(m, SSM_SESSIONS, "absolute_expires_at", max_time,
+    rc = ssm_expiry_index(m, SSM_SESSIONS, "absolute_expires_at", deadline,
                           &ttl, err, err_len);
     if (rc == CPS_OK) {
-        rc = ssm_expiry_index(m, SSM_REVOCATIONS, "expires_at", max_time, &ttl,
+        rc = ssm_expiry_index(m, SSM_REVOCATIONS, "expires_at", deadline, &ttl,
                               err, err_len);
     }
     if (rc == CPS_OK) {
         atomic_store(&m->ttl, ttl ? SS_TTL_CREATED : SS_TTL_UNSUPPORTED);
     }
-    return rc;
-}
-
-
-/* Create the indexes unless that is done. One thread at a time: the
- * others wait for its answer rather than repeat the commands. */
-int ssm_ensure_indexes(ss_mongo_t *m,
-                       int64_t deadline,
-                       char *err,
-                       size_t err_len) {
-    int rc = CPS_OK;
-
-    pthread_mutex_lock(&m->index_lock);
-    if (!m->indexes_ready) {
-        rc = ssm_create_indexes(m, deadline, err, err_len);
-        m->indexes_ready = rc == CPS_OK;
-    }
-    pthread_mutex_unlock(&m->index_lock);
     return rc;
 }
 
@@ -461,7 +357,7 @@ static int ssm_insert(ss_store_t *store,
     ssm_op_t op;
     int rc;
 
-    rc = ssm_ensure_indexes(m, deadline, err, err_len);
+    rc = mg_ensure_indexes(m->indexes, deadline, err, err_len);
     if (rc == CPS_OK) {
         rc = ssm_time_left(deadline, &max_time, err, err_len);
     }
@@ -543,7 +439,7 @@ static int ssm_revoke(ss_store_t *store,
     ssm_op_t op;
     int rc;
 
-    rc = ssm_ensure_indexes(m, deadline, err, err_len);
+    rc = mg_ensure_indexes(m->indexes, deadline, err, err_len);
     if (rc == CPS_OK) {
         rc = ssm_time_left(deadline, &max_time, err, err_len);
     }
@@ -649,7 +545,7 @@ static ss_ttl_t ssm_ttl_status(const ss_store_t *store) {
 static void ssm_destroy(ss_store_t *store) {
     ss_mongo_t *m = (ss_mongo_t *)store;
 
-    pthread_mutex_destroy(&m->index_lock);
+    mg_index_set_free(m->indexes);
     free(m);
 }
 
@@ -671,30 +567,19 @@ static const ss_store_ops_t ss_mongo_ops = {
 
 ss_store_t *ss_mongo_new(mg_t *mg, char *err, size_t err_len) {
     ss_mongo_t *m = calloc(1, sizeof(*m));
-    int rc;
 
     if (m == NULL) {
         ss_set_err(err, err_len, "out of memory");
         return NULL;
     }
-    if (pthread_mutex_init(&m->index_lock, NULL) != 0) {
-        free(m);
-        ss_set_err(err, err_len, "pthread_mutex_init failed");
-        return NULL;
-    }
     m->base.ops = &ss_mongo_ops;
     m->mg = mg;
     atomic_init(&m->ttl, SS_TTL_PENDING);
-
-    /* An unreachable server is not fatal here: the indexes then come
-     * before the first write. A server that refuses them is. */
-    rc = ssm_ensure_indexes(m, 0, err, err_len);
-    if (rc != CPS_OK && rc != CPS_UNAVAILABLE && rc != CPS_DEADLINE_EXCEEDED) {
-        ssm_destroy(&m->base);
+    m->indexes = mg_index_set_new(mg, ssm_indexes, MG_INDEX_COUNT(ssm_indexes),
+                                  ssm_expiry_indexes, m, err, err_len);
+    if (m->indexes == NULL) {
+        free(m);
         return NULL;
-    }
-    if (rc != CPS_OK && err != NULL && err_len > 0) {
-        err[0] = '\0';
     }
     return &m->base;
 }

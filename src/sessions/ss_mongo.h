@@ -8,7 +8,6 @@
 #ifndef CPSTORE_SS_MONGO_H
 #define CPSTORE_SS_MONGO_H
 
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 
@@ -19,15 +18,13 @@
 #define SSM_REVOCATIONS   "session_revocations"
 #define SSM_VERSION       1     /* layout of a session document */
 #define SSM_BATCH         64    /* documents per $in lookup or insert */
-#define SSM_NOT_IMPLEMENT 238   /* server error NotImplemented */
 #define SSM_DUPLICATE_KEY 11000 /* server error DuplicateKey */
 
 typedef struct ss_mongo {
     ss_store_t base; /* first member */
     mg_t *mg;
-    pthread_mutex_t index_lock;
-    int indexes_ready; /* under index_lock */
-    atomic_int ttl;    /* an ss_ttl_t */
+    mg_index_set_t *indexes; /* lookup indexes; expiry ones in its hook */
+    atomic_int ttl;          /* an ss_ttl_t, written by the hook */
 } ss_mongo_t;
 
 /* One operation's borrowed client and a collection on it. */
@@ -58,12 +55,6 @@ int ssm_write_error(const bson_error_t *error,
 
 /* A count from a write's reply ("insertedCount"); 0 when absent. */
 int64_t ssm_reply_count(const bson_t *reply, const char *field);
-
-/* Create the indexes unless that is done; CPS_OK or the server's error. */
-int ssm_ensure_indexes(ss_mongo_t *m,
-                       int64_t deadline,
-                       char *err,
-                       size_t err_len);
 
 /* ---- ss_mongo_doc.c ---- */
 

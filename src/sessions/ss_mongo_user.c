@@ -212,7 +212,7 @@ int ssm_revoke_all(ss_store_t *store,
     int rc;
 
     *revoked = 0;
-    rc = ssm_ensure_indexes(m, deadline, err, err_len);
+    rc = mg_ensure_indexes(m->indexes, deadline, err, err_len);
     if (rc == CPS_OK) {
         rc = ssm_user_begin(m, &u, user_id, now_ms, deadline, false, err,
                             err_len);

@@ -52,8 +52,9 @@
  */
 #include "tk_store.h"
 
-#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,18 +70,35 @@
 typedef struct tk_mongo {
     tk_store_t base; /* first member */
     mg_t *mg;
-    pthread_mutex_t index_lock;
-    int indexes_ready;  /* under index_lock: the required indexes exist */
-    tk_ttl_index_t ttl; /* under index_lock */
+    mg_index_set_t *indexes; /* the required ones; TTL in its hook */
+    atomic_int ttl;          /* a tk_ttl_index_t, written by the hook */
 } tk_mongo_t;
 
-/* One index of a createIndexes command. */
-typedef struct tkmg_index {
-    const char *name;
-    const char *field;
-    int unique;
-    int ttl; /* expireAfterSeconds: 0 */
-} tkmg_index_t;
+/* The required indexes: they decide whether a write may go ahead. */
+static const mg_index_t tkmg_indexes[] = {
+    {.collection = TKMG_TOKENS,
+     .name = "token_hash_unique",
+     .keys = {{"token_hash", 1}},
+     .unique = true},
+    {.collection = TKMG_TOKENS,
+     .name = "expires_at",
+     .keys = {{"expires_at", 1}}},
+    {.collection = TKMG_SPENT,
+     .name = "expires_at",
+     .keys = {{"expires_at", 1}}},
+};
+
+/* The TTL indexes: the server's own purge, where it has one. */
+static const mg_index_t tkmg_ttl_indexes[] = {
+    {.collection = TKMG_TOKENS,
+     .name = "purge_at_ttl",
+     .keys = {{"purge_at", 1}},
+     .ttl = true},
+    {.collection = TKMG_SPENT,
+     .name = "purge_at_ttl",
+     .keys = {{"purge_at", 1}},
+     .ttl = true},
+};
 
 
 static void tkmg_set_err(char *err, size_t err_len, const char *fmt, ...)
@@ -101,111 +119,16 @@ static void tkmg_set_err(char *err, size_t err_len, const char *fmt, ...) {
 
 /* ---- indexes ----------------------------------------------------------- */
 
-static void tkmg_append_index(bson_t *cmd, const tkmg_index_t *idx) {
-    bson_t array;
-    bson_t index;
-    bson_t key;
-
-    BSON_APPEND_ARRAY_BEGIN(cmd, "indexes", &array);
-    BSON_APPEND_DOCUMENT_BEGIN(&array, "0", &index);
-    BSON_APPEND_DOCUMENT_BEGIN(&index, "key", &key);
-    BSON_APPEND_INT32(&key, idx->field, 1);
-    bson_append_document_end(&index, &key);
-    BSON_APPEND_UTF8(&index, "name", idx->name);
-    if (idx->unique) {
-        BSON_APPEND_BOOL(&index, "unique", true);
-    }
-    if (idx->ttl) {
-        BSON_APPEND_INT32(&index, "expireAfterSeconds", 0);
-    }
-    bson_append_document_end(&array, &index);
-    bson_append_array_end(cmd, &array);
-}
-
-
-/* One index per createIndexes command: FerretDB v1.24 drops the
- * connection on a command of several indexes that all exist already,
- * which is what every start after the first sends. */
-static int tkmg_create_index(tk_mongo_t *m,
-                             const char *collection,
-                             const tkmg_index_t *idx,
-                             int64_t deadline_mono_ms,
-                             char *err,
-                             size_t err_len) {
-    mongoc_client_t *client;
-    bson_t cmd = BSON_INITIALIZER;
-    bson_t reply;
-    bson_error_t error;
-    int64_t max_time;
-    int rc;
-
-    rc = mg_max_time_ms(deadline_mono_ms, &max_time);
-    if (rc != CPS_OK) {
-        tkmg_set_err(err, err_len, "create indexes: deadline passed");
-        bson_destroy(&cmd);
-        return rc;
-    }
-    BSON_APPEND_UTF8(&cmd, "createIndexes", collection);
-    tkmg_append_index(&cmd, idx);
-    if (max_time > 0) {
-        BSON_APPEND_INT64(&cmd, "maxTimeMS", max_time);
-    }
-
-    client = mg_pop(m->mg);
-    if (client == NULL) {
-        bson_destroy(&cmd);
-        tkmg_set_err(err, err_len, "create indexes: no MongoDB client");
-        return CPS_UNAVAILABLE;
-    }
-    if (!mongoc_client_write_command_with_opts(client, mg_database_name(m->mg),
-                                               &cmd, NULL, &reply, &error)) {
-        char what[96];
-
-        snprintf(what, sizeof(what), "create index %s on %s", idx->name,
-                 collection);
-        rc = mg_error(&error, what, err, err_len);
-    }
-    mg_push(m->mg, client);
-    bson_destroy(&reply);
-    bson_destroy(&cmd);
-    return rc;
-}
-
-
-static int tkmg_create_required(tk_mongo_t *m,
-                                int64_t deadline_mono_ms,
-                                char *err,
-                                size_t err_len) {
-    static const struct {
-        const char *collection;
-        tkmg_index_t index;
-    } required[] = {
-        {TKMG_TOKENS, {"token_hash_unique", "token_hash", 1, 0}},
-        {TKMG_TOKENS, {"expires_at", "expires_at", 0, 0}},
-        {TKMG_SPENT, {"expires_at", "expires_at", 0, 0}},
-    };
-    int rc = CPS_OK;
-
-    for (size_t i = 0; rc == CPS_OK && i < 3; i++) {
-        rc = tkmg_create_index(m, required[i].collection, &required[i].index,
-                               deadline_mono_ms, err, err_len);
-    }
-    return rc;
-}
-
-
 /* Try the TTL indexes and return what became of them. A transient failure
  * leaves them pending; any other refusal means the server has none. */
 static tk_ttl_index_t tkmg_create_ttl(tk_mongo_t *m, int64_t deadline_mono_ms) {
-    static const tkmg_index_t ttl = {"purge_at_ttl", "purge_at", 0, 1};
     char ignored[256];
-    int rc;
+    int rc = CPS_OK;
 
-    rc = tkmg_create_index(m, TKMG_TOKENS, &ttl, deadline_mono_ms, ignored,
-                           sizeof(ignored));
-    if (rc == CPS_OK) {
-        rc = tkmg_create_index(m, TKMG_SPENT, &ttl, deadline_mono_ms, ignored,
-                               sizeof(ignored));
+    for (size_t i = 0; rc == CPS_OK && i < MG_INDEX_COUNT(tkmg_ttl_indexes);
+         i++) {
+        rc = mg_create_index(m->mg, &tkmg_ttl_indexes[i], deadline_mono_ms,
+                             NULL, ignored, sizeof(ignored));
     }
     if (rc == CPS_OK) {
         return TK_TTL_ACTIVE;
@@ -217,25 +140,17 @@ static tk_ttl_index_t tkmg_create_ttl(tk_mongo_t *m, int64_t deadline_mono_ms) {
 }
 
 
-/* Create the indexes unless that is done. One thread at a time: the others
- * wait for its answer rather than repeat the commands. Only the required
- * indexes decide the result. */
-static int tkmg_ensure_indexes(tk_mongo_t *m,
-                               int64_t deadline_mono_ms,
-                               char *err,
-                               size_t err_len) {
-    int rc = CPS_OK;
+/* The index set's hook: once the required indexes exist, the TTL indexes
+ * are tried on every mg_ensure_indexes() until their fate is known. Only
+ * the required indexes decide the result, so this never fails. */
+static int
+tkmg_ttl_hook(void *arg, int64_t deadline_mono_ms, char *err, size_t err_len) {
+    tk_mongo_t *m = arg;
 
-    pthread_mutex_lock(&m->index_lock);
-    if (!m->indexes_ready) {
-        rc = tkmg_create_required(m, deadline_mono_ms, err, err_len);
-        m->indexes_ready = rc == CPS_OK;
+    if (atomic_load(&m->ttl) == TK_TTL_PENDING) {
+        atomic_store(&m->ttl, tkmg_create_ttl(m, deadline_mono_ms));
     }
-    if (m->indexes_ready && m->ttl == TK_TTL_PENDING) {
-        m->ttl = tkmg_create_ttl(m, deadline_mono_ms);
-    }
-    pthread_mutex_unlock(&m->index_lock);
-    return rc;
+    return CPS_OK;
 }
 
 
@@ -485,7 +400,7 @@ static int tkmg_insert_doc(tk_mongo_t *m,
     char what[64];
     int rc;
 
-    rc = tkmg_ensure_indexes(m, deadline_mono_ms, err, err_len);
+    rc = mg_ensure_indexes(m->indexes, deadline_mono_ms, err, err_len);
     if (rc != CPS_OK) {
         return rc;
     }
@@ -767,19 +682,15 @@ static int tkmg_purge(tk_store_t *store,
 
 static tk_ttl_index_t tkmg_ttl_index(tk_store_t *store) {
     tk_mongo_t *m = (tk_mongo_t *)store;
-    tk_ttl_index_t ttl;
 
-    pthread_mutex_lock(&m->index_lock);
-    ttl = m->ttl;
-    pthread_mutex_unlock(&m->index_lock);
-    return ttl;
+    return (tk_ttl_index_t)atomic_load(&m->ttl);
 }
 
 
 static void tkmg_destroy(tk_store_t *store) {
     tk_mongo_t *m = (tk_mongo_t *)store;
 
-    pthread_mutex_destroy(&m->index_lock);
+    mg_index_set_free(m->indexes);
     free(m);
 }
 
@@ -799,30 +710,20 @@ static const tk_store_ops_t tk_mongo_ops = {
 
 tk_store_t *tk_mongo_new(mg_t *mg, char *err, size_t err_len) {
     tk_mongo_t *m = calloc(1, sizeof(*m));
-    int rc;
 
     if (m == NULL) {
         tkmg_set_err(err, err_len, "out of memory");
         return NULL;
     }
-    if (pthread_mutex_init(&m->index_lock, NULL) != 0) {
-        free(m);
-        tkmg_set_err(err, err_len, "pthread_mutex_init failed");
-        return NULL;
-    }
     m->base.ops = &tk_mongo_ops;
     m->mg = mg;
-    m->ttl = TK_TTL_PENDING;
-
-    /* An unreachable server is not fatal here: the indexes then come
-     * before the first write. A server that refuses them is. */
-    rc = tkmg_ensure_indexes(m, 0, err, err_len);
-    if (rc != CPS_OK && rc != CPS_UNAVAILABLE && rc != CPS_DEADLINE_EXCEEDED) {
-        tkmg_destroy(&m->base);
+    atomic_init(&m->ttl, TK_TTL_PENDING);
+    m->indexes =
+        mg_index_set_new(mg, tkmg_indexes, MG_INDEX_COUNT(tkmg_indexes),
+                         tkmg_ttl_hook, m, err, err_len);
+    if (m->indexes == NULL) {
+        free(m);
         return NULL;
-    }
-    if (rc != CPS_OK && err != NULL && err_len > 0) {
-        err[0] = '\0';
     }
     return &m->base;
 }
