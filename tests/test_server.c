@@ -5,7 +5,10 @@
  */
 #include <criterion/criterion.h>
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -494,4 +497,149 @@ Test(server_limits, bad_flag_is_a_usage_error) {
     waitpid(pid, &status, 0);
     cr_assert(WIFEXITED(status));
     cr_assert_eq(WEXITSTATUS(status), 2);
+}
+
+
+/* Resident memory of a process, from /proc, in KiB. */
+static long rss_kib(pid_t pid) {
+    char path[64], line[256];
+    long kib = -1;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    f = fopen(path, "r");
+    cr_assert_not_null(f);
+    while (fgets(line, sizeof(line), f) != NULL) {
+        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1) {
+            break;
+        }
+    }
+    fclose(f);
+    return kib;
+}
+
+
+/*
+ * Clients that send requests but never read the answers: cpstored stops
+ * reading from them once a bounded amount of answers is queued, and stays
+ * small and responsive meanwhile.
+ */
+Test(server_limits,
+     clients_that_never_read_are_bounded_and_closed,
+     .timeout = 120) {
+    const char *args[] = {"--frame-timeout=500ms", NULL};
+    enum { CONNS = 8 };
+    int fds[CONNS];
+    uint8_t ping[FRAME_HEADER_SIZE];
+    frame_header_t h = {0};
+    cpc_t *good;
+    long kib;
+
+    h_cpstored_start(&server, args, NULL);
+    h.type = FRAME_PING;
+    frame_encode_header(&h, ping);
+    for (int i = 0; i < CONNS; i++) {
+        struct timeval tv = {1, 0};
+        int small = 4096;
+        int sent = 0;
+
+        fds[i] = h_raw_connect(server.port);
+        setsockopt(fds[i], SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+        setsockopt(fds[i], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+        /* About 8 MB of pings each, far more answers than socket buffers
+         * hold, until cpstored stops reading (the send times out). */
+        for (int n = 0; n < 350000; n++) {
+            if (send(fds[i], ping, sizeof(ping), MSG_NOSIGNAL) !=
+                sizeof(ping)) {
+                break;
+            }
+            sent++;
+        }
+        cr_assert_gt(sent, 1000);
+    }
+    usleep(1500 * 1000);
+
+    kib = rss_kib(server.pid);
+    cr_assert_lt(kib, 100 * 1024, "cpstored holds %ld KiB for %d stuck peers",
+                 kib, CONNS);
+    good = h_connect(&server);
+    assert_other_client_served(good, 7);
+    cpc_close(good);
+
+    for (int i = 0; i < CONNS; i++) {
+        close(fds[i]);
+    }
+}
+
+
+Test(server, half_closed_client_still_gets_its_answers) {
+    cpstore_v1_CreateApiKeyRequest req =
+        cpstore_v1_CreateApiKeyRequest_init_zero;
+    uint8_t payload[256], buf[512], resp[1024];
+    pb_ostream_t os = pb_ostream_from_buffer(payload, sizeof(payload));
+    frame_header_t hdr;
+    int fd = h_raw_connect(server.port);
+    size_t len;
+
+    strcpy(req.user_id, "half-closer");
+    strcpy(req.scopes[req.scopes_count++], "a:b");
+    cr_assert(pb_encode(&os, cpstore_v1_CreateApiKeyRequest_fields, &req));
+    len = request_frame(buf, cpstore_v1_ApiKeysMethod_API_KEYS_METHOD_CREATE, 9,
+                        payload, os.bytes_written);
+    cr_assert(h_raw_write(fd, buf, len));
+    /* Done sending, still reading: the create runs on a worker thread, so
+     * the end of input arrives while it is in flight. */
+    shutdown(fd, SHUT_WR);
+    cr_assert_eq(h_raw_read_frame(fd, 5000, &hdr, resp, sizeof(resp)), 1);
+    cr_assert_eq(hdr.type, FRAME_RESPONSE);
+    cr_assert_eq(hdr.request_id, 9);
+    cr_assert_eq(hdr.status, 0);
+    cr_assert(h_raw_wait_closed(fd, 5000));
+    close(fd);
+}
+
+
+Test(server, string_with_a_nul_byte_is_refused) {
+    cpc_t *c = h_connect(&server);
+    /* VerifyApiKeyRequest{key: "abc\0def"} and RateLimitCheckRequest with
+     * key "k\0a", limit 5, window 1000. */
+    const uint8_t verify[] = {0x0a, 0x07, 'a', 'b', 'c', 0, 'd', 'e', 'f'};
+    const uint8_t check[] = {0x0a, 0x03, 'k',  0,    'a',
+                             0x10, 0x05, 0x18, 0xe8, 0x07};
+    cpc_reply_t reply;
+    uint32_t id;
+
+    cr_assert_eq(cpc_send_raw(c, AK_VERIFY, verify, sizeof(verify), &id),
+                 CPC_OK);
+    cr_assert_eq(cpc_recv(c, &reply), CPC_OK);
+    cr_assert_eq(reply.status, 3, "status %d", reply.status);
+    cr_assert_eq(cpc_send_raw(c, RL_CHECK, check, sizeof(check), &id), CPC_OK);
+    cr_assert_eq(cpc_recv(c, &reply), CPC_OK);
+    cr_assert_eq(reply.status, 3, "status %d", reply.status);
+    assert_other_client_served(c, 8);
+    cpc_close(c);
+}
+
+
+Test(server_limits, unix_listen_never_deletes_a_file_that_is_not_a_socket) {
+    char path[256], listen[300], *out = NULL;
+    const char *tmp = getenv("TMPDIR");
+    const char *argv[] = {CPSTORED_PATH, listen, NULL};
+    FILE *f;
+    int status;
+
+    snprintf(path, sizeof(path), "%s/not-a-socket-%d",
+             tmp != NULL && *tmp ? tmp : "/tmp", (int)getpid());
+    f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs("precious\n", f);
+    fclose(f);
+    snprintf(listen, sizeof(listen), "--listen=unix:%s", path);
+
+    status = h_run(argv, NULL, 10000, &out);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) != 0, "%s", out);
+    cr_assert_not_null(strstr(out, "not a socket"), "%s", out);
+    cr_assert_eq(access(path, F_OK), 0, "the file was deleted");
+    free(out);
+    unlink(path);
 }

@@ -33,12 +33,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "clock.h"
 #include "frame.h"
 #include "log.h"
 #include "status.h"
+#include "wirecheck.h"
 
 #include "cpstore/v1/apikeys.pb-c.h"
 #include "cpstore/v1/common.pb-c.h"
@@ -48,8 +51,10 @@
 #include "cpstore/v1/tokens.pb-c.h"
 
 #define CONN_READ_CHUNK (64 * 1024)
-#define CONN_HIGH_WATER (4u * 1024 * 1024)
-#define CONN_LOW_WATER  (1u * 1024 * 1024)
+/* Memory held by unwritten responses, allocations included: many tiny
+ * frames cost far more than their bytes. */
+#define CONN_HIGH_WATER (1u * 1024 * 1024)
+#define CONN_LOW_WATER  (256u * 1024)
 
 typedef struct conn conn_t;
 
@@ -96,6 +101,7 @@ struct conn {
     bool frame_timer; /* the timer runs for a half-received frame */
     bool closing;     /* uv_close started */
     uint32_t writes;  /* uv_write requests not yet called back */
+    size_t queued;    /* bytes allocated for those writes */
     int handles;      /* open handles; freed when 0 */
     conn_t *prev;
     conn_t *next;
@@ -121,6 +127,7 @@ typedef struct out_frame {
     uv_write_t req;
     conn_t *conn;
     size_t len;
+    size_t alloc; /* counted in conn->queued */
     uint8_t data[];
 } out_frame_t;
 
@@ -128,47 +135,53 @@ typedef struct method {
     uint16_t id;
     const char *name;
     call_handler_t handler;
+    const ProtobufCMessageDescriptor *request;
 } method_t;
 
 static const method_t srv_methods[] = {
     {CPSTORE__V1__HEALTH_METHOD__HEALTH_METHOD_CHECK, "Health.Check",
-     svc_health_check},
+     svc_health_check, &cpstore__v1__health_check_request__descriptor},
     {CPSTORE__V1__RATE_LIMITER_METHOD__RATE_LIMITER_METHOD_CHECK,
-     "RateLimiter.Check", svc_ratelimit_check},
+     "RateLimiter.Check", svc_ratelimit_check,
+     &cpstore__v1__rate_limit_check_request__descriptor},
     {CPSTORE__V1__API_KEYS_METHOD__API_KEYS_METHOD_CREATE, "ApiKeys.Create",
-     svc_apikeys_create},
+     svc_apikeys_create, &cpstore__v1__create_api_key_request__descriptor},
     {CPSTORE__V1__API_KEYS_METHOD__API_KEYS_METHOD_VERIFY, "ApiKeys.Verify",
-     svc_apikeys_verify},
+     svc_apikeys_verify, &cpstore__v1__verify_api_key_request__descriptor},
     {CPSTORE__V1__RATE_LIMITER_METHOD__RATE_LIMITER_METHOD_CHECK_MANY,
-     "RateLimiter.CheckMany", svc_ratelimit_check_many},
+     "RateLimiter.CheckMany", svc_ratelimit_check_many,
+     &cpstore__v1__rate_limit_check_many_request__descriptor},
     {CPSTORE__V1__API_KEYS_METHOD__API_KEYS_METHOD_GET, "ApiKeys.Get",
-     svc_apikeys_get},
+     svc_apikeys_get, &cpstore__v1__get_api_key_request__descriptor},
     {CPSTORE__V1__API_KEYS_METHOD__API_KEYS_METHOD_LIST, "ApiKeys.List",
-     svc_apikeys_list},
+     svc_apikeys_list, &cpstore__v1__list_api_keys_request__descriptor},
     {CPSTORE__V1__API_KEYS_METHOD__API_KEYS_METHOD_REVOKE, "ApiKeys.Revoke",
-     svc_apikeys_revoke},
+     svc_apikeys_revoke, &cpstore__v1__revoke_api_key_request__descriptor},
     {CPSTORE__V1__API_KEYS_METHOD__API_KEYS_METHOD_ROTATE, "ApiKeys.Rotate",
-     svc_apikeys_rotate},
+     svc_apikeys_rotate, &cpstore__v1__rotate_api_key_request__descriptor},
     {CPSTORE__V1__TOKENS_METHOD__TOKENS_METHOD_ISSUE, "Tokens.Issue",
-     svc_tokens_issue},
+     svc_tokens_issue, &cpstore__v1__issue_token_request__descriptor},
     {CPSTORE__V1__TOKENS_METHOD__TOKENS_METHOD_CONSUME, "Tokens.Consume",
-     svc_tokens_consume},
+     svc_tokens_consume, &cpstore__v1__consume_token_request__descriptor},
     {CPSTORE__V1__TOKENS_METHOD__TOKENS_METHOD_REVOKE, "Tokens.Revoke",
-     svc_tokens_revoke},
+     svc_tokens_revoke, &cpstore__v1__revoke_token_request__descriptor},
     {CPSTORE__V1__SESSIONS_METHOD__SESSIONS_METHOD_CREATE, "Sessions.Create",
-     svc_sessions_create},
+     svc_sessions_create, &cpstore__v1__create_session_request__descriptor},
     {CPSTORE__V1__SESSIONS_METHOD__SESSIONS_METHOD_VALIDATE,
-     "Sessions.Validate", svc_sessions_validate},
+     "Sessions.Validate", svc_sessions_validate,
+     &cpstore__v1__validate_session_request__descriptor},
     {CPSTORE__V1__SESSIONS_METHOD__SESSIONS_METHOD_REVOKE, "Sessions.Revoke",
-     svc_sessions_revoke},
+     svc_sessions_revoke, &cpstore__v1__revoke_session_request__descriptor},
     {CPSTORE__V1__SESSIONS_METHOD__SESSIONS_METHOD_REVOKE_ALL,
-     "Sessions.RevokeAll", svc_sessions_revoke_all},
+     "Sessions.RevokeAll", svc_sessions_revoke_all,
+     &cpstore__v1__revoke_all_sessions_request__descriptor},
     {CPSTORE__V1__SESSIONS_METHOD__SESSIONS_METHOD_LIST, "Sessions.List",
-     svc_sessions_list},
+     svc_sessions_list, &cpstore__v1__list_sessions_request__descriptor},
 };
 
 static void conn_close(conn_t *c);
 static void conn_arm_timer(conn_t *c);
+static void conn_stall_timer(conn_t *c);
 static void srv_maybe_done(srv_t *srv);
 
 
@@ -243,6 +256,7 @@ static void conn_write_cb(uv_write_t *req, int status) {
     out_frame_t *out = req->data;
     conn_t *c = out->conn;
 
+    c->queued -= out->alloc;
     free(out);
     c->writes--;
     if (c->closing) {
@@ -253,10 +267,15 @@ static void conn_write_cb(uv_write_t *req, int status) {
         conn_close(c);
         return;
     }
-    if (c->paused &&
-        uv_stream_get_write_queue_size(&c->h.stream) < CONN_LOW_WATER) {
+    if (c->paused && c->queued < CONN_LOW_WATER) {
         c->paused = false;
         conn_update_reading(c);
+        if (!c->goaway) {
+            conn_arm_timer(c);
+        }
+    } else if (c->paused) {
+        /* Progress: the peer reads, if slowly. Give it a new period. */
+        conn_stall_timer(c);
     }
     conn_maybe_finish(c);
 }
@@ -288,6 +307,7 @@ static void conn_send(conn_t *c,
     }
     out->conn = c;
     out->len = FRAME_HEADER_SIZE + plen;
+    out->alloc = sizeof(*out) + out->len;
     h.length = (uint32_t)plen;
     frame_encode_header(&h, out->data);
     if (msg != NULL) {
@@ -304,9 +324,13 @@ static void conn_send(conn_t *c,
         return;
     }
     c->writes++;
-    if (uv_stream_get_write_queue_size(&c->h.stream) > CONN_HIGH_WATER) {
+    c->queued += out->alloc;
+    if (!c->paused && c->queued > CONN_HIGH_WATER) {
+        /* Stop reading until the peer takes its responses; if it takes
+         * none for a frame timeout, it is gone or hostile. */
         c->paused = true;
         conn_update_reading(c);
+        conn_stall_timer(c);
     }
 }
 
@@ -345,7 +369,7 @@ conn_goaway(conn_t *c, int code, const char *reason, bool wait_calls) {
     }
     c->goaway = true;
     c->wait_calls = wait_calls;
-    uv_timer_stop(&c->timer);
+    conn_stall_timer(c);
     conn_update_reading(c);
     if (!wait_calls) {
         conn_drop_calls(c);
@@ -519,6 +543,12 @@ conn_request(conn_t *c, const frame_header_t *hdr, const uint8_t *payload) {
                         CPS_UNIMPLEMENTED, "unknown method");
         return;
     }
+    if (!wirecheck_strings(m->request, payload, hdr->length)) {
+        conn_send_error(c, FRAME_RESPONSE, hdr->method, hdr->request_id,
+                        CPS_INVALID_ARGUMENT,
+                        "a string field contains a NUL byte");
+        return;
+    }
     if (c->in_flight >= srv->cfg.max_in_flight) {
         conn_send_error(c, FRAME_RESPONSE, hdr->method, hdr->request_id,
                         CPS_RESOURCE_EXHAUSTED,
@@ -619,7 +649,7 @@ conn_frame(conn_t *c, const frame_header_t *hdr, const uint8_t *payload) {
         /* The peer is leaving: answer what is in flight, then close. */
         c->goaway = true;
         c->wait_calls = true;
-        uv_timer_stop(&c->timer);
+        conn_stall_timer(c);
         conn_update_reading(c);
         conn_maybe_finish(c);
         break;
@@ -648,6 +678,15 @@ conn_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     size_t len = nread > 0 ? (size_t)nread : 0;
     size_t off = 0;
 
+    if (nread == UV_EOF && c->in_flight > 0 && !c->goaway) {
+        /* A half-close: the peer has sent all it will but may still read.
+         * Answer what is in flight, then close. */
+        c->goaway = true;
+        c->wait_calls = true;
+        conn_stall_timer(c);
+        conn_update_reading(c);
+        return;
+    }
     if (nread < 0) {
         if (nread != UV_EOF) {
             log_debug("read failed peer=%s err=%s", c->peer,
@@ -667,6 +706,8 @@ conn_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
                                 &payload);
         off += used;
         if (rc == FRAME_OK) {
+            /* The next frame gets its own frame timeout. */
+            c->frame_timer = false;
             conn_frame(c, &hdr, payload);
         } else if (rc < 0) {
             log_info("protocol error peer=%s reason=\"%s\"", c->peer,
@@ -677,7 +718,8 @@ conn_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
                         frame_strerror(rc), false);
         }
     }
-    if (!c->closing && !c->goaway) {
+    /* While paused, the stall timer runs instead. */
+    if (!c->closing && !c->goaway && !c->paused) {
         conn_arm_timer(c);
     }
 }
@@ -697,6 +739,16 @@ static bool conn_partial(const conn_t *c) {
 static void conn_timer_cb(uv_timer_t *timer) {
     conn_t *c = timer->data;
 
+    if (c->paused || (c->goaway && c->writes > 0)) {
+        log_info("peer does not read its responses, closing peer=%s", c->peer);
+        conn_close(c);
+        return;
+    }
+    if (c->goaway) {
+        /* Calls still in flight; each ends by its deadline. */
+        conn_stall_timer(c);
+        return;
+    }
     if (conn_partial(c)) {
         log_info("frame timeout peer=%s", c->peer);
         conn_goaway(c, CPS_DEADLINE_EXCEEDED, "frame not completed in time",
@@ -708,6 +760,14 @@ static void conn_timer_cb(uv_timer_t *timer) {
         c->frame_timer = false;
         conn_arm_timer(c);
     }
+}
+
+
+/* While paused or after GOAWAY: the peer must make progress within a
+ * frame timeout. */
+static void conn_stall_timer(conn_t *c) {
+    c->frame_timer = false;
+    uv_timer_start(&c->timer, conn_timer_cb, c->srv->cfg.frame_timeout_ms, 0);
 }
 
 
@@ -931,6 +991,48 @@ srv_listen_tcp(srv_t *srv, const char *spec, char *err, size_t err_len) {
 }
 
 
+/*
+ * A socket file left by a previous run would make bind fail, so it is
+ * removed; but only a socket, and only one nobody answers on: a live
+ * cpstored keeps its socket, and a regular file is never deleted.
+ */
+static int srv_unix_stale(const char *path, char *err, size_t err_len) {
+    struct sockaddr_un sa;
+    struct stat st;
+    int fd;
+    int live;
+
+    if (lstat(path, &st) != 0) {
+        return 0;
+    }
+    if (!S_ISSOCK(st.st_mode)) {
+        snprintf(err, err_len,
+                 "listen on unix:%s: the path exists and is not a socket",
+                 path);
+        return -1;
+    }
+    memset(&sa, 0, sizeof(sa));
+    sa.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof(sa.sun_path)) {
+        snprintf(err, err_len, "listen on unix:%s: path too long", path);
+        return -1;
+    }
+    memcpy(sa.sun_path, path, strlen(path));
+    fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    live = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+    if (fd >= 0) {
+        close(fd);
+    }
+    if (live) {
+        snprintf(err, err_len,
+                 "listen on unix:%s: another server answers on it", path);
+        return -1;
+    }
+    unlink(path);
+    return 0;
+}
+
+
 static int
 srv_listen_unix(srv_t *srv, const char *path, char *err, size_t err_len) {
     int rc;
@@ -938,8 +1040,10 @@ srv_listen_unix(srv_t *srv, const char *path, char *err, size_t err_len) {
     uv_pipe_init(srv->loop, &srv->listener.pipe, 0);
     srv->listener.handle.data = srv;
     srv->is_unix = true;
-    /* A socket file left by a previous run would make bind fail. */
-    unlink(path);
+    rc = srv_unix_stale(path, err, err_len);
+    if (rc != 0) {
+        return -1;
+    }
     rc = uv_pipe_bind(&srv->listener.pipe, path);
     if (rc == 0) {
         rc = uv_listen(&srv->listener.stream, 511, srv_accept_cb);
