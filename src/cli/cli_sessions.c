@@ -30,6 +30,19 @@ enum {
 
 #define CLI_SS_COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
+/* Session metadata bounds of the server (SS_META_KEY_MAX and
+ * SS_META_VALUE_MAX): MetadataEntry is shared with API keys and tokens,
+ * whose longer limits size its buffers, so the struct alone would let
+ * through entries a session refuses. */
+#define CLI_SS_META_KEY_MAX   63
+#define CLI_SS_META_VALUE_MAX 511
+_Static_assert(sizeof(((cpstore_v1_MetadataEntry *)0)->key) >
+                   CLI_SS_META_KEY_MAX,
+               "a session metadata key fits a MetadataEntry");
+_Static_assert(sizeof(((cpstore_v1_MetadataEntry *)0)->value) >
+                   CLI_SS_META_VALUE_MAX,
+               "a session metadata value fits a MetadataEntry");
+
 static const char cli_sessions_usage[] =
     "Usage: cpstore [OPTIONS] sessions create --user ID [--kind KIND]\n"
     "                   [--idle DURATION] [--max DURATION] [--meta K=V]...\n"
@@ -156,9 +169,9 @@ static int cli_sessions_meta(const char *cmd,
     }
     key_len = (size_t)(eq - arg);
     e = &req->metadata[req->metadata_count];
-    if (key_len >= sizeof(e->key)) {
-        return cli_usage_error(cmd, "--meta key is longer than %zu bytes",
-                               sizeof(e->key) - 1);
+    if (key_len > CLI_SS_META_KEY_MAX) {
+        return cli_usage_error(cmd, "--meta key is longer than %d bytes",
+                               CLI_SS_META_KEY_MAX);
     }
     memcpy(e->key, arg, key_len);
     e->key[key_len] = '\0';
@@ -168,7 +181,7 @@ static int cli_sessions_meta(const char *cmd,
         }
     }
     if (cli_copy_string(cmd, "--meta value", eq + 1, e->value,
-                        sizeof(e->value)) != 0) {
+                        CLI_SS_META_VALUE_MAX + 1) != 0) {
         return CLI_EXIT_USAGE;
     }
     req->metadata_count++;
