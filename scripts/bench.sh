@@ -81,7 +81,7 @@ fi
 cps_step "redis-benchmark EVALSHA: $conns connections, pipeline $pipeline"
 rb_csv=$(redis-benchmark -p "$bport" -c "$conns" -P "$pipeline" \
     -n "$requests" -r 1000000 --csv \
-    EVALSHA "$sha" 1 "bench:__rand_int__" 1000000 1000 1 "id:__rand_int__")
+    EVALSHA "$sha" 1 "bench:__rand_int__" 100000 1000 1 "id:__rand_int__")
 rb_rps=$(printf '%s\n' "$rb_csv" | tail -n 1 | cut -d, -f2 | tr -d '"')
 
 python3 - "$cp_json" "$rb_rps" "$conns" "$pipeline" <<'PY'

@@ -467,8 +467,44 @@ Test(cli_rl_server, check_many_rpc_error_exits_3) {
     run_t r;
 
     cli(&r, "--addr", server.addr, "--json", "ratelimit", "check-many",
-        "--check", "k1:2000000000:1m", NULL);
+        "--check", "k1:100001:1m", NULL);
     expect_exit(&r, 3);
     cr_expect_str_empty(r.out);
     cr_expect(strncmp(r.err, "INVALID_ARGUMENT: ", 18) == 0, "%s", r.err);
+    cr_expect(strstr(r.err, "limit is above 100000") != NULL, "%s", r.err);
+}
+
+
+Test(cli_rl_server, check_many_costs_above_1000_in_all_are_refused) {
+    char tag[96], a[160], b[160], spec_a[200], spec_b[200];
+    bson_t *doc, *res;
+    run_t r;
+
+    h_unique(tag, sizeof(tag), "clisum");
+    snprintf(a, sizeof(a), "{%s}:a", tag);
+    snprintf(b, sizeof(b), "{%s}:b", tag);
+    snprintf(spec_a, sizeof(spec_a), "%s:1000:1m:600", a);
+    snprintf(spec_b, sizeof(spec_b), "%s:1000:1m:401", b);
+
+    cli(&r, "--addr", server.addr, "--json", "ratelimit", "check-many",
+        "--check", spec_a, "--check", spec_b, NULL);
+    expect_exit(&r, 3);
+    cr_expect_str_empty(r.out);
+    cr_expect(strncmp(r.err, "INVALID_ARGUMENT: ", 18) == 0, "%s", r.err);
+    cr_expect(strstr(r.err, "1001") != NULL, "%s", r.err);
+
+    /* 600 + 400 is the most one call may take, and nothing was taken
+     * before it. */
+    snprintf(spec_b, sizeof(spec_b), "%s:1000:1m:400", b);
+    cli(&r, "--addr", server.addr, "--json", "ratelimit", "check-many",
+        "--check", spec_a, "--check", spec_b, NULL);
+    expect_exit(&r, 0);
+    doc = json_of(&r);
+    res = result(doc, 0);
+    cr_expect_eq(get_int(res, "remaining"), 400);
+    bson_destroy(res);
+    res = result(doc, 1);
+    cr_expect_eq(get_int(res, "remaining"), 600);
+    bson_destroy(res);
+    bson_destroy(doc);
 }

@@ -347,7 +347,7 @@ static void script_fail_with_error(peer_t *p, int fd) {
 
     if (i >= 0) {
         peer_write_error(fd, FRAME_RESPONSE, p->frames[i].request_id,
-                         p->frames[i].method, 3, "limit is above 1000000");
+                         p->frames[i].method, 3, "limit is above 100000");
     }
     peer_drain(fd);
 }
@@ -365,7 +365,7 @@ Test(client, reports_a_server_error_as_a_reply_not_a_transport_error) {
 
     cr_expect_eq(reply.status, 3);
     cr_expect_eq(reply.error.code, 3);
-    cr_expect_str_eq(reply.error.message, "limit is above 1000000");
+    cr_expect_str_eq(reply.error.message, "limit is above 100000");
     free(p);
 }
 

@@ -141,22 +141,37 @@ static long long redis_int(redisContext *r, const char *fmt, const char *key) {
 }
 
 
-static cpstore_v1_RateLimitCheckResponse check(cpc_t *c,
-                                               const char *key,
-                                               uint64_t limit,
-                                               uint64_t window_ms,
-                                               uint64_t cost) {
+/* One Check; the reply (status, error) goes to *reply and, when OK, the
+ * response to *resp. */
+static void check_call(cpc_t *c,
+                       const char *key,
+                       uint64_t limit,
+                       uint64_t window_ms,
+                       uint64_t cost,
+                       cpstore_v1_RateLimitCheckResponse *resp,
+                       cpc_reply_t *reply) {
     cpstore_v1_RateLimitCheckRequest req =
         cpstore_v1_RateLimitCheckRequest_init_zero;
-    cpstore_v1_RateLimitCheckResponse resp;
-    cpc_reply_t reply;
 
     snprintf(req.key, sizeof(req.key), "%s", key);
     req.limit = limit;
     req.window_ms = window_ms;
     req.cost = cost;
-    cr_assert_eq(cpc_ratelimit_check(c, &req, &resp, &reply), CPC_OK, "%s",
+    memset(resp, 0, sizeof(*resp));
+    cr_assert_eq(cpc_ratelimit_check(c, &req, resp, reply), CPC_OK, "%s",
                  cpc_last_error(c));
+}
+
+
+static cpstore_v1_RateLimitCheckResponse check(cpc_t *c,
+                                               const char *key,
+                                               uint64_t limit,
+                                               uint64_t window_ms,
+                                               uint64_t cost) {
+    cpstore_v1_RateLimitCheckResponse resp;
+    cpc_reply_t reply;
+
+    check_call(c, key, limit, window_ms, cost, &resp, &reply);
     cr_assert_eq(reply.status, 0, "status %d: %s", reply.status,
                  reply.error.message);
     cr_assert_leq(resp.remaining, limit);
@@ -870,6 +885,116 @@ RL_TEST(check_many_refuses_a_repeated_key_and_a_wrong_number_of_checks) {
     cr_assert_eq(cpc_recv(c, &reply), CPC_OK);
     cr_assert_eq(reply.status, 0, "16 checks: status %d", reply.status);
     cr_assert_eq(held(c, keys[15], 5), 1);
+    cpc_close(c);
+}
+
+
+/* Expect reply to be INVALID_ARGUMENT with `part` in its message. */
+static void expect_invalid(const cpc_reply_t *reply, const char *part) {
+    cr_assert_eq(reply->status, 3, "status %d: %s", reply->status,
+                 reply->error.message);
+    cr_assert(strstr(reply->error.message, part) != NULL,
+              "\"%s\" not in \"%s\"", part, reply->error.message);
+}
+
+
+RL_TEST(a_cost_above_1000_or_a_limit_above_100000_is_invalid) {
+    cpc_t *c = h_connect(&server);
+    cpstore_v1_RateLimitCheckResponse r;
+    cpstore_v1_RateLimitCheckManyResponse m;
+    cpc_reply_t reply;
+    char tag[96], a[128], b[128];
+
+    h_unique(tag, sizeof(tag), "bounds");
+    tagged(a, sizeof(a), tag, "a");
+    tagged(b, sizeof(b), tag, "b");
+
+    check_call(c, a, 5000, 60000, 1001, &r, &reply);
+    expect_invalid(&reply, "cost is above 1000");
+    check_call(c, a, 100001, 60000, 1, &r, &reply);
+    expect_invalid(&reply, "limit is above 100000");
+
+    /* In a CheckMany, the message names the check. */
+    const lim_t big_cost[] = {{a, 10, 60000, 1, NULL},
+                              {b, 5000, 60000, 1001, NULL}};
+    many_call(c, big_cost, 2, &m, &reply);
+    expect_invalid(&reply, "checks[1]: cost is above 1000");
+    const lim_t big_limit[] = {{a, 100001, 60000, 1, NULL},
+                               {b, 10, 60000, 1, NULL}};
+    many_call(c, big_limit, 2, &m, &reply);
+    expect_invalid(&reply, "checks[0]: limit is above 100000");
+
+    /* Nothing was consumed, and the bounds themselves are allowed: a holds
+     * no unit, so all 1000 of a limit of 1000 fit. */
+    r = check(c, a, 1000, 60000, 1000);
+    cr_assert(r.allowed, "a refused call consumed nothing");
+    cr_assert_eq(r.remaining, 0);
+    r = check(c, b, 100000, 60000, 1000);
+    cr_assert(r.allowed);
+    cr_assert_eq(r.remaining, 99000);
+    if (on_redis) {
+        cr_assert_eq(zcard(a), 1000);
+        cr_assert_eq(zcard(b), 1000);
+    }
+    cpc_close(c);
+}
+
+
+/*
+ * One call may add at most 1000 units in all, however many checks it has:
+ * each check within its own bound is not enough. A cost of 0 counts as the
+ * 1 it means.
+ */
+RL_TEST(
+    check_many_whose_costs_add_up_above_1000_is_invalid_and_consumes_nothing) {
+    cpc_t *c = h_connect(&server);
+    cpstore_v1_RateLimitCheckManyResponse m;
+    cpc_reply_t reply;
+    char tag[96], a[128], b[128], d[128];
+
+    h_unique(tag, sizeof(tag), "sum");
+    tagged(a, sizeof(a), tag, "a");
+    tagged(b, sizeof(b), tag, "b");
+    tagged(d, sizeof(d), tag, "d");
+
+    const lim_t over[] = {
+        {a, 500, 60000, 400, NULL},
+        {b, 500, 60000, 400, NULL},
+        {d, 500, 60000, 201, NULL},
+    };
+    many_call(c, over, 3, &m, &reply);
+    expect_invalid(&reply, "add up to 1001");
+    cr_assert(strstr(reply.error.message, "1000") != NULL, "%s",
+              reply.error.message);
+
+    const lim_t over_by_a_zero[] = {
+        {a, 500, 60000, 500, NULL},
+        {b, 500, 60000, 500, NULL},
+        {d, 500, 60000, 0, NULL},
+    };
+    many_call(c, over_by_a_zero, 3, &m, &reply);
+    expect_invalid(&reply, "add up to 1001");
+
+    cr_assert_eq(held(c, a, 500), 0, "a refused call consumes nothing");
+    cr_assert_eq(held(c, b, 500), 0);
+    cr_assert_eq(held(c, d, 500), 0);
+    if (on_redis) {
+        cr_assert_eq(zcard(a), 0);
+        cr_assert_eq(zcard(b), 0);
+        cr_assert_eq(zcard(d), 0);
+    }
+
+    /* Exactly 1000 in all is allowed, and consumed on every limit. */
+    const lim_t at_the_cap[] = {
+        {a, 500, 60000, 500, NULL},
+        {b, 500, 60000, 499, NULL},
+        {d, 500, 60000, 1, NULL},
+    };
+    m = many(c, at_the_cap, 3);
+    cr_assert(m.allowed);
+    cr_assert_eq(held(c, a, 500), 500);
+    cr_assert_eq(held(c, b, 500), 499);
+    cr_assert_eq(held(c, d, 500), 1);
     cpc_close(c);
 }
 

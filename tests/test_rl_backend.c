@@ -28,6 +28,7 @@
 #include "harness.h"
 #include "ratelimit.h"
 #include "rl_redis_url.h"
+#include "rl_script.h"
 #include "status.h"
 
 #define T_PREFIX     "cpstore:rltest:"
@@ -428,17 +429,35 @@ RL_TEST(cost_above_the_limit_is_denied_without_retry_time) {
 }
 
 
+/*
+ * The largest cost takes several of the script's ZADDs of RL_SCRIPT_CHUNK
+ * members, the last one partly filled; a cost of exactly two chunks ends on
+ * a chunk's edge. Every unit of both is stored.
+ */
 RL_TEST(a_large_cost_is_stored_in_full) {
-    rl_result_t r = t_check(e, 20000, T_HOUR_MS, 2500);
+    const uint64_t limit = 2 * LIM_RL_COST_MAX;
+    const uint64_t two_chunks = 2 * RL_SCRIPT_CHUNK;
+    const uint64_t left = limit - LIM_RL_COST_MAX - two_chunks;
+    rl_result_t r;
 
+    cr_assert_lt(two_chunks, LIM_RL_COST_MAX, "the largest cost spans chunks");
+    cr_assert_neq(LIM_RL_COST_MAX % RL_SCRIPT_CHUNK, 0, "and ends inside one");
+
+    r = t_check(e, limit, T_HOUR_MS, LIM_RL_COST_MAX);
     cr_assert(r.allowed);
-    cr_assert_eq(r.remaining, 17500);
+    cr_assert_eq(r.remaining, limit - LIM_RL_COST_MAX);
     if (e->redis) {
-        cr_assert_eq(t_zcard(e), 2500);
+        cr_assert_eq(t_zcard(e), (long long)LIM_RL_COST_MAX);
     }
-    r = t_check(e, 20000, T_HOUR_MS, 17501);
+    r = t_check(e, limit, T_HOUR_MS, two_chunks);
+    cr_assert(r.allowed);
+    cr_assert_eq(r.remaining, left);
+    if (e->redis) {
+        cr_assert_eq(t_zcard(e), (long long)(limit - left));
+    }
+    r = t_check(e, limit, T_HOUR_MS, left + 1);
     cr_assert_not(r.allowed);
-    cr_assert_eq(r.remaining, 17500);
+    cr_assert_eq(r.remaining, left);
 }
 
 
@@ -854,6 +873,42 @@ RL_TEST(many_refuses_no_checks_too_many_and_a_repeated_key) {
     cr_assert_eq(a.n, RL_MANY_MAX);
     cr_assert(t_many_allowed(&a));
     cr_assert_eq(a.res[15].remaining, 4);
+}
+
+
+/* A call may consume at most LIM_RL_COST_MAX units over all its limits,
+ * not that many on each: above it the call is refused whole. */
+RL_TEST(many_refuses_costs_that_add_up_above_the_most_one_call_may_take) {
+    t_limit_t a, b;
+    const t_limit_t *limits[] = {&a, &b};
+    rl_request_t reqs[2];
+    t_many_t m = {0};
+
+    t_limit_init(e, &a, "a", LIM_RL_COST_MAX, LIM_RL_COST_MAX / 2);
+    t_limit_init(e, &b, "b", LIM_RL_COST_MAX, LIM_RL_COST_MAX / 2 + 1);
+    t_requests(limits, 2, reqs);
+    cr_assert_eq(rl_check_many(e->be, reqs, 2, t_on_many, &m),
+                 CPS_INVALID_ARGUMENT);
+
+    /* Costs whose sum wraps around 2^64 are refused too. */
+    reqs[0].cost = UINT64_MAX;
+    reqs[1].cost = 2;
+    cr_assert_eq(rl_check_many(e->be, reqs, 2, t_on_many, &m),
+                 CPS_INVALID_ARGUMENT);
+    uv_run(&e->loop, UV_RUN_NOWAIT);
+    cr_assert_eq(m.calls, 0, "a refused call has no callback");
+    if (e->redis) {
+        cr_assert_eq(t_zcard_of(e, a.key), 0);
+        cr_assert_eq(t_zcard_of(e, b.key), 0);
+    }
+
+    /* Exactly the most is admitted; each limit shows only its own cost, so
+     * the refused calls consumed nothing. */
+    b.cost = LIM_RL_COST_MAX - a.cost;
+    m = t_many(e, limits, 2);
+    cr_assert(t_many_allowed(&m));
+    cr_assert_eq(m.res[0].remaining, LIM_RL_COST_MAX - a.cost);
+    cr_assert_eq(m.res[1].remaining, LIM_RL_COST_MAX - b.cost);
 }
 
 

@@ -64,7 +64,7 @@ static int bench_send(
 
     snprintf(req.key, sizeof(req.key), "bench:%d:%llu", t->index,
              (unsigned long long)(n % (uint64_t)t->cfg->keys));
-    req.limit = 1000000;
+    req.limit = 100000; /* the most the server accepts */
     req.window_ms = 1000;
     req.cost = 1;
     if (cpc_send(c, cpstore_v1_RateLimiterMethod_RATE_LIMITER_METHOD_CHECK,

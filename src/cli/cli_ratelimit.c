@@ -28,8 +28,16 @@ enum {
     CLI_RL_CHECK,
 };
 
-/* Longest --check accepted: a key, a policy or two numbers, separators. */
-#define CLI_RL_SPEC_MAX 640
+/* Longest key and policy the request holds (the server's own limits). */
+#define CLI_RL_KEY_MAX                                                         \
+    (sizeof(((cpstore_v1_RateLimitCheckRequest *)0)->key) - 1)
+#define CLI_RL_POLICY_MAX                                                      \
+    (sizeof(((cpstore_v1_RateLimitCheckRequest *)0)->policy) - 1)
+
+/* Longest --check accepted: the longest key, '@' and the longest policy or
+ * a limit and a window, a cost, and separators; 64 bytes is more than the
+ * numbers and separators of any check the server accepts need. */
+#define CLI_RL_SPEC_MAX (CLI_RL_KEY_MAX + 1 + CLI_RL_POLICY_MAX + 64)
 
 static const char cli_ratelimit_usage[] =
     "Usage: cpstore [OPTIONS] ratelimit check --key KEY\n"
@@ -48,12 +56,14 @@ static const char cli_ratelimit_usage[] =
     "\n"
     "Options of check:\n"
     "  --key KEY           the counter, for example user:42:search\n"
-    "  --limit N           units admitted per window (0 denies everything)\n"
+    "  --limit N           units admitted per window, at most 100000 (0\n"
+    "                      denies everything)\n"
     "  --window DURATION   the sliding window: 250ms, 10s, 5m, 1h, 30d\n"
     "  --policy NAME       take limit and window from the server's policy\n"
     "                      NAME (its config file) instead of --limit and\n"
     "                      --window\n"
-    "  --cost N            units this request takes (default 1)\n"
+    "  --cost N            units this request takes (default 1, at most\n"
+    "                      1000)\n"
     "\n"
     "Options of check-many:\n"
     "  --check KEY:LIMIT:WINDOW[:COST]\n"
@@ -67,6 +77,8 @@ static const char cli_ratelimit_usage[] =
     "                      digits must be given with its :COST.\n"
     "                      On Redis Cluster all KEYs of one call must share a\n"
     "                      hash tag, e.g. {user:42}:minute and {user:42}:day.\n"
+    "                      The COSTs of all --check together (a missing COST\n"
+    "                      counting as 1) may add up to at most 1000.\n"
     "\n"
     "Examples:\n"
     "  cpstore ratelimit check --key user:42 --limit 100 --window 1m\n"
@@ -267,7 +279,7 @@ static int cli_rl_parse_check(const char *cmd,
     char *at;
 
     if (strlen(spec) > CLI_RL_SPEC_MAX) {
-        return cli_usage_error(cmd, "--check is longer than %d bytes",
+        return cli_usage_error(cmd, "--check is longer than %zu bytes",
                                CLI_RL_SPEC_MAX);
     }
     memcpy(buf, spec, strlen(spec) + 1);

@@ -1,15 +1,15 @@
 /*
  * Bounds on request fields, enforced by the server before any work. The
  * client library's nanopb options (the .options files in proto/cpstore/v1/)
- * use the same numbers, so a request the client can encode is one the
- * server accepts.
+ * give each string one byte more, for nanopb's terminating NUL, so the
+ * client can send and read back exactly what the server accepts.
  */
 #ifndef CPSTORE_FIELD_LIMITS_H
 #define CPSTORE_FIELD_LIMITS_H
 
 #define LIM_RL_KEY_MAX       512
-#define LIM_RL_LIMIT_MAX     1000000ull
-#define LIM_RL_COST_MAX      10000ull
+#define LIM_RL_LIMIT_MAX     100000ull
+#define LIM_RL_COST_MAX      1000ull /* one check; all of a CheckMany together */
 #define LIM_RL_WINDOW_MAX_MS (366ull * 24 * 3600 * 1000)
 #define LIM_RL_CHECKS_MAX    16 /* limits in one CheckMany */
 

@@ -1,5 +1,8 @@
 /*
  * What every rate-limit backend shares: the argument rules of check_many.
+ * The bound on the total cost is the backends' own as well as the service
+ * layer's: on Redis every admitted unit is one sorted-set member written by
+ * one script, during which Redis serves no one else.
  */
 #include "ratelimit.h"
 
@@ -10,8 +13,17 @@ bool rl_many_valid(const rl_request_t *reqs,
                    size_t n,
                    size_t *first,
                    size_t *second) {
+    uint64_t total = 0;
+
     if (n == 0 || n > RL_MANY_MAX) {
         return false;
+    }
+    /* Written so that no sum can wrap, whatever the costs. */
+    for (size_t i = 0; i < n; i++) {
+        if (reqs[i].cost > LIM_RL_COST_MAX - total) {
+            return false;
+        }
+        total += reqs[i].cost;
     }
     /* At most 16 keys: comparing every pair is cheaper than hashing. */
     for (size_t j = 1; j < n; j++) {

@@ -13,7 +13,9 @@
  * The service layer validates requests against src/core/field_limits.h
  * before it calls a backend, so backends may assume 1 <= cost <=
  * LIM_RL_COST_MAX, limit <= LIM_RL_LIMIT_MAX and 1 <= window_ms <=
- * LIM_RL_WINDOW_MAX_MS.
+ * LIM_RL_WINDOW_MAX_MS. A check_many is bounded as a whole too: its costs
+ * sum to at most LIM_RL_COST_MAX, which the backends check themselves (see
+ * rl_many_valid), so that no call writes more than that many units.
  *
  * Several limits at once (check_many): 1 to RL_MANY_MAX checks, each on its
  * own key with its own limit, window and cost, decided together and
@@ -97,8 +99,8 @@ typedef struct rl_backend_ops {
      * timeout_ms of reqs[0] bounds the whole call; that of the others is
      * ignored. Reqs and their keys need only live until this returns. The
      * callback may run before this returns, as for check. Returns CPS_OK;
-     * or, without calling the callback, CPS_INVALID_ARGUMENT when n is 0,
-     * above RL_MANY_MAX or two keys are equal, or CPS_RESOURCE_EXHAUSTED. */
+     * or, without calling the callback, CPS_INVALID_ARGUMENT when
+     * rl_many_valid refuses reqs, or CPS_RESOURCE_EXHAUSTED. */
     int (*check_many)(rl_backend_t *be,
                       const rl_request_t *reqs,
                       size_t n,
@@ -156,10 +158,12 @@ static inline int rl_check_many(rl_backend_t *be,
 }
 
 /*
- * Whether reqs[0..n) is a valid check_many: 1 <= n <= RL_MANY_MAX and no
- * key given twice. On a repeated key, *first and *second (when not NULL)
- * are the indexes of its first two uses. Shared by the backends and the
- * service layer, which reports the indexes.
+ * Whether reqs[0..n) is a valid check_many: 1 <= n <= RL_MANY_MAX, the
+ * costs sum to at most LIM_RL_COST_MAX, and no key is given twice. On a
+ * repeated key, *first and *second (when not NULL) are the indexes of its
+ * first two uses; on the other failures they are left as they were. Shared
+ * by the backends and the service layer, which checks the count and the
+ * costs first, with messages of its own, and reports the indexes.
  */
 bool rl_many_valid(const rl_request_t *reqs,
                    size_t n,

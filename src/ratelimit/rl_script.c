@@ -25,7 +25,8 @@
  *   The caller passes an id that is unique per request and the script adds
  *   "<id>:<i>" for i = 1 .. cost. The members are added with ZADD in chunks
  *   of RL_SCRIPT_CHUNK, because Lua's unpack() pushes every element on the
- *   C stack, which holds only a few thousand values.
+ *   C stack, which holds only a few thousand values. The chunk is smaller
+ *   than the largest cost, so that the tests reach the chunked path.
  *
  * - Only admitted requests are stored. A denied request writes nothing, so
  *   the room it did not fit in stays available to a smaller request.
@@ -84,11 +85,13 @@
 
 #include <string.h>
 
-/* Members per ZADD: 2 * 1000 values is well inside Lua's C stack limit. */
-#define RL_SCRIPT_CHUNK "1000"
+/* RL_SCRIPT_CHUNK (rl_script.h) as a string literal. */
+#define RL_SCRIPT_STR_(x)   #x
+#define RL_SCRIPT_STR(x)    RL_SCRIPT_STR_(x)
+#define RL_SCRIPT_CHUNK_STR RL_SCRIPT_STR(RL_SCRIPT_CHUNK)
 
 const char rl_script_source[] =
-    "local chunk = " RL_SCRIPT_CHUNK "\n"
+    "local chunk = " RL_SCRIPT_CHUNK_STR "\n"
     "\n"
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"

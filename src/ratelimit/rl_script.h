@@ -27,6 +27,10 @@
 
 #include <stddef.h>
 
+/* Members the script adds per ZADD: 2 * 256 values is well inside Lua's C
+ * stack limit. Below LIM_RL_COST_MAX, so a large cost takes several. */
+#define RL_SCRIPT_CHUNK 256
+
 /* The script source, NUL-terminated; static storage. */
 extern const char rl_script_source[];
 

@@ -14,6 +14,15 @@
  *   (INVALID_ARGUMENT, naming both): the backends count a key once per call
  *   and would charge it twice.
  *
+ * - Bounds on work. Each check is bounded by field_limits.h, and so is the
+ *   call as a whole: the costs of all its checks together (a cost of 0
+ *   counting as the 1 it means) may not exceed LIM_RL_COST_MAX. On Redis an
+ *   admitted unit is one sorted-set member, added by one script during
+ *   which Redis serves no other client, so the units one call may add bound
+ *   both how long it stalls every other caller and what it leaves stored
+ *   for up to a window. Bounding each check alone would let a call of 16
+ *   checks add 16 times as much.
+ *
  * - Policies. A check gives either its own limit and window_ms, or the name
  *   of a policy of the configuration file ([policy.NAME]), whose limit and
  *   window it then uses; with a policy, the request's limit and window_ms
@@ -108,7 +117,7 @@ static int svc_rl_resolve(const cf_file_t *cf,
     } else if (strlen(in->key) > LIM_RL_KEY_MAX) {
         bad = "key is longer than 512 bytes";
     } else if (in->cost > LIM_RL_COST_MAX) {
-        bad = "cost is above 10000";
+        bad = "cost is above 1000";
     } else if (in->policy != NULL && in->policy[0] != '\0') {
         const cf_policy_t *p;
 
@@ -130,7 +139,7 @@ static int svc_rl_resolve(const cf_file_t *cf,
     } else if (in->window_ms > LIM_RL_WINDOW_MAX_MS) {
         bad = "window_ms is longer than 366 days";
     } else if (in->limit > LIM_RL_LIMIT_MAX) {
-        bad = "limit is above 1000000";
+        bad = "limit is above 100000";
     } else {
         out->limit = in->limit;
         out->window_ms = in->window_ms;
@@ -339,7 +348,8 @@ void svc_ratelimit_check_many(call_t *call,
     svc_rl_call_t *rc;
     char why[SVC_RL_WHY_MAX];
     char where[40];
-    size_t first, second;
+    size_t first = 0, second = 0;
+    uint64_t total = 0;
     int status;
 
     req =
@@ -368,6 +378,15 @@ void svc_ratelimit_check_many(call_t *call,
             svc_rl_refuse(rc, status, why);
             return;
         }
+        total += rc->reqs[i].cost; /* each at most LIM_RL_COST_MAX */
+    }
+    if (total > LIM_RL_COST_MAX) {
+        snprintf(why, sizeof(why),
+                 "checks: the costs add up to %llu, above the %llu units one "
+                 "call may consume",
+                 (unsigned long long)total, LIM_RL_COST_MAX);
+        svc_rl_refuse(rc, CPS_INVALID_ARGUMENT, why);
+        return;
     }
     if (!rl_many_valid(rc->reqs, rc->n, &first, &second)) {
         snprintf(why, sizeof(why),
