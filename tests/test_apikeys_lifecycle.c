@@ -10,6 +10,7 @@
 #include <criterion/criterion.h>
 
 #include <mongoc/mongoc.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -675,6 +676,134 @@ LC_TEST(revoked_expired_or_already_rotated_keys_cannot_be_rotated) {
     /* The refusals created nothing: three keys, two successors. */
     l = list_keys(c, "user-1", NULL);
     cr_assert_eq(l.n, 5);
+    free(l.keys);
+    cpc_close(c);
+}
+
+
+/* Many rotations of one key at once, over 10 connections spread over the
+ * instances (two on MongoDB, one on memory), each connection pipelining
+ * its share: a rotation's winner must be decided by the store, not by
+ * each caller's earlier read. */
+#define RACE_CONNECTIONS 10
+#define RACE_PER_CONN    3
+#define RACE_TOTAL       (RACE_CONNECTIONS * RACE_PER_CONN)
+
+typedef struct race_conn {
+    cpc_t *c;
+    const char *key_id;
+    pthread_barrier_t *start;
+    int failures;      /* transport errors and undecodable replies */
+    char failure[600]; /* the last one */
+    int statuses[RACE_PER_CONN];
+    char new_ids[RACE_PER_CONN][48];
+} race_conn_t;
+
+
+/* Pipeline this connection's rotations, then collect the answers. No
+ * Criterion asserts on this thread: the main thread judges. */
+static void *race_run(void *arg) {
+    race_conn_t *rc = arg;
+    cpstore_v1_RotateApiKeyRequest req =
+        cpstore_v1_RotateApiKeyRequest_init_zero;
+    uint32_t id;
+
+    snprintf(req.key_id, sizeof(req.key_id), "%s", rc->key_id);
+    req.grace_ms = 60000;
+    pthread_barrier_wait(rc->start);
+    for (int i = 0; i < RACE_PER_CONN; i++) {
+        if (cpc_send(rc->c, cpstore_v1_ApiKeysMethod_API_KEYS_METHOD_ROTATE,
+                     cpstore_v1_RotateApiKeyRequest_fields, &req,
+                     &id) != CPC_OK) {
+            rc->failures++;
+        }
+    }
+    for (int i = 0; i < RACE_PER_CONN; i++) {
+        cpstore_v1_RotateApiKeyResponse resp =
+            cpstore_v1_RotateApiKeyResponse_init_zero;
+        cpc_reply_t reply;
+
+        rc->statuses[i] = -1;
+        if (cpc_recv(rc->c, &reply) != CPC_OK) {
+            snprintf(rc->failure, sizeof(rc->failure), "%s",
+                     cpc_last_error(rc->c));
+            rc->failures++;
+            continue;
+        }
+        rc->statuses[i] = reply.status;
+        if (reply.status != ST_OK) {
+            continue;
+        }
+        if (cpc_decode(&reply, cpstore_v1_RotateApiKeyResponse_fields, &resp) !=
+            CPC_OK) {
+            snprintf(rc->failure, sizeof(rc->failure), "undecodable answer");
+            rc->failures++;
+            continue;
+        }
+        snprintf(rc->new_ids[i], sizeof(rc->new_ids[i]), "%s", resp.key_id);
+    }
+    return NULL;
+}
+
+
+LC_TEST(of_thirty_rotations_of_one_key_at_once_exactly_one_wins) {
+    race_conn_t conns[RACE_CONNECTIONS];
+    pthread_t threads[RACE_CONNECTIONS];
+    pthread_barrier_t start;
+    h_proc_t *instances[2] = {&server, &server_b};
+    size_t n_instances = 1;
+    cpc_t *c = h_connect(&server);
+    cpstore_v1_CreateApiKeyResponse old = create_key(c, "racer", 0);
+    const char *winner = NULL;
+    int ok = 0, refused = 0, successors = 0;
+    listed_t l;
+
+    if (on_mongo) {
+        start_mongo_instance(&server_b);
+        n_instances = 2;
+    }
+    memset(conns, 0, sizeof(conns));
+    pthread_barrier_init(&start, NULL, RACE_CONNECTIONS);
+    for (int i = 0; i < RACE_CONNECTIONS; i++) {
+        conns[i].c = h_connect(instances[(size_t)i % n_instances]);
+        cpc_set_budget(conns[i].c, 30000);
+        conns[i].key_id = old.key_id;
+        conns[i].start = &start;
+    }
+    for (int i = 0; i < RACE_CONNECTIONS; i++) {
+        cr_assert_eq(pthread_create(&threads[i], NULL, race_run, &conns[i]), 0);
+    }
+    for (int i = 0; i < RACE_CONNECTIONS; i++) {
+        pthread_join(threads[i], NULL);
+    }
+    pthread_barrier_destroy(&start);
+
+    for (int i = 0; i < RACE_CONNECTIONS; i++) {
+        cr_assert_eq(conns[i].failures, 0, "connection %d: %s", i,
+                     conns[i].failure);
+        for (int j = 0; j < RACE_PER_CONN; j++) {
+            if (conns[i].statuses[j] == ST_OK) {
+                ok++;
+                winner = conns[i].new_ids[j];
+            } else if (conns[i].statuses[j] == ST_FAILED_PRECONDITION) {
+                refused++;
+            }
+        }
+        cpc_close(conns[i].c);
+    }
+    cr_assert_eq(ok, 1, "%d rotations succeeded", ok);
+    cr_assert_eq(refused, RACE_TOTAL - 1, "%d rotations were refused", refused);
+
+    /* The user's keys: the old one and the one successor that won. */
+    l = list_keys(c, "racer", NULL);
+    for (size_t i = 0; i < l.n; i++) {
+        if (strcmp(l.keys[i].rotated_from, old.key_id) == 0) {
+            successors++;
+            cr_assert_str_eq(l.keys[i].key_id, winner);
+        }
+    }
+    cr_assert_eq(successors, 1, "%d successors are stored", successors);
+    cr_assert_eq(l.n, 2);
     free(l.keys);
     cpc_close(c);
 }

@@ -40,7 +40,6 @@ void ak_set_err(char *err, size_t err_len, const char *fmt, ...)
 void ak_clear_err(char *err, size_t err_len);
 
 
-
 /* Free a protobuf-c string unless it is the shared empty string. */
 void ak_pb_free(char *s);
 
@@ -52,6 +51,14 @@ int ak_pb_set(char **dst, const char *src);
  * NULL when out of memory. Free with ak_info_free(). */
 Cpstore__V1__ApiKey *ak_info_new(const ks_record_t *rec);
 void ak_info_free(Cpstore__V1__ApiKey *info);
+
+/*
+ * Draw a new key into key (AK_KEY_LEN + 1 bytes) and set rec's key_id, hash
+ * and hint from it, replacing any earlier ones; nothing is stored. For a
+ * caller that must know the key_id before the insert (rotation's claim).
+ * CPS_OK, or CPS_INTERNAL when no randomness or memory is left.
+ */
+int ak_new_secret(const ak_service_t *svc, char *key, ks_record_t *rec);
 
 /*
  * Draw a new key, set rec's key_id, hash and hint from it and insert rec,

@@ -10,18 +10,40 @@
  * the record on every call, so every instance refuses the key from the
  * moment that write is done.
  *
- * Rotation is two store writes, in this order:
- *   1. insert the new key: one whole record, a copy of the old one's
+ * Rotation is three store writes, in this order:
+ *   1. claim the rotation: a claim record keyed by the old key's key_id,
+ *      naming the new key's key_id (drawn before anything is written).
+ *      The store accepts one claim per key and refuses every later one,
+ *      so of any number of concurrent rotations, on any number of
+ *      instances, exactly one gets past this step; every other is
+ *      FAILED_PRECONDITION naming the winner's successor. The check of
+ *      rotated_to before it is only a shortcut: on FerretDB v1 several
+ *      callers can all read "not rotated", and an update of the old key
+ *      cannot tell them apart, since the server runs it as a read and then
+ *      a write (see ks_mongo.c). An insert into a unique key can.
+ *   2. insert the new key: one whole record, a copy of the old one's
  *      attributes with rotated_from naming the old key;
- *   2. retire the old key: lower its expiry to min(now + grace, its own
+ *   3. retire the old key: lower its expiry to min(now + grace, its own
  *      expiry) and name the new key in its rotated_to.
- * A failure between the two leaves two valid keys, the old one until its
- * own expiry, which it had anyway: nothing is half-made and nothing valid
- * is lost. The caller gets the error and never sees the new key (it is
+ * If step 2 or 3 fails, the winner removes its own claim (only one that
+ * names its successor), so the rotation can simply be retried, and
+ * returns the error. A failure after step 2 leaves two valid keys, the
+ * old one until its own expiry, which it had anyway: nothing is half-made
+ * and nothing valid is lost. The caller never sees the new key (it is
  * wiped with this call's memory), so that record can never be presented;
- * it shows in List as rotated from the old key, and the rotation can
- * simply be retried. The other order could end the old key with no
- * successor stored.
+ * it shows in List as rotated from the old key. Retiring first could end
+ * the old key with no successor stored.
+ *
+ * What a crash between the claim and the end leaves (or a failure whose
+ * release fails too): a claim that nobody removes. The old key keeps
+ * verifying until its own expiry, as it would have without the rotation,
+ * but it cannot be rotated again; Rotate answers FAILED_PRECONDITION.
+ * When the successor was stored (a crash after step 2), the answer names
+ * it, and rotating that successor gives a key its caller knows. When it
+ * was not, the answer says the rotation to the named key is under way or
+ * did not finish. Nothing tells an abandoned claim from a slow one, so
+ * nothing takes a claim over; the way on is to create a new key and
+ * revoke the old one.
  *
  * A key that has been rotated once (rotated_to set) cannot be rotated
  * again: its expiry is now the grace period's end, and a second successor
@@ -39,6 +61,7 @@
 #include "clock.h"
 #include "crypto.h"
 #include "field_limits.h"
+#include "log.h"
 #include "status.h"
 
 
@@ -241,7 +264,24 @@ static int ak_successor(const ks_record_t *old, int64_t now, ks_record_t *rec) {
 }
 
 
-/* Step 2: retire the old key in favour of successor. *until receives
+/* Give up this call's claim on old_key_id, which names successor, so
+ * that a rotation that could not finish can be retried. No deadline: the
+ * request's may be what ran out, and a claim left behind would keep the
+ * key from ever being rotated. A failure here is only logged; the caller
+ * reports the error that made the rotation fail. */
+static void ak_release_claim(ak_service_t *svc,
+                             const char *old_key_id,
+                             const char *successor) {
+    char why[256] = "";
+
+    if (ks_release_rotation(svc->store, old_key_id, successor, 0, why,
+                            sizeof(why)) != CPS_OK) {
+        log_warn("rotation claim on %s stays: %s", old_key_id, why);
+    }
+}
+
+
+/* Step 3: retire the old key in favour of successor. *until receives
  * when it stops verifying. */
 static int ak_end_old_key(ak_service_t *svc,
                           const ks_record_t *old,
@@ -286,6 +326,84 @@ static int ak_fill_rotate(Cpstore__V1__RotateApiKeyResponse *resp,
 }
 
 
+/* Another rotation holds the claim on old: refuse, naming its successor
+ * (winner, NULL when the claim could not be read back). */
+static int ak_refuse_claimed(ak_service_t *svc,
+                             const char *winner,
+                             int64_t deadline_mono_ms,
+                             char *err,
+                             size_t err_len) {
+    ks_record_t succ;
+    int rc;
+
+    if (winner == NULL) {
+        ak_set_err(err, err_len, "the key is being rotated already");
+        return CPS_FAILED_PRECONDITION;
+    }
+    ks_record_init(&succ);
+    rc = ks_find_by_id(svc->store, winner, deadline_mono_ms, &succ, NULL, 0);
+    ks_record_clear(&succ);
+    if (rc == CPS_NOT_FOUND) {
+        ak_set_err(err, err_len,
+                   "the key's rotation to %s is under way or did not "
+                   "finish; if it stays so, create a new key and revoke "
+                   "this one",
+                   winner);
+    } else {
+        ak_set_err(err, err_len,
+                   "the key was rotated already; rotate its successor %s",
+                   winner);
+    }
+    return CPS_FAILED_PRECONDITION;
+}
+
+
+/* Steps 1 and 2: draw the new key into key and rec, claim the rotation of
+ * old for it, then store it. On any failure after the claim, the claim is
+ * released; key holds nothing on failure. */
+static int ak_claim_and_store(ak_service_t *svc,
+                              const ks_record_t *old,
+                              ks_record_t *rec,
+                              int64_t now,
+                              int64_t deadline_mono_ms,
+                              char key[AK_KEY_LEN + 1],
+                              char *err,
+                              size_t err_len) {
+    char *winner = NULL;
+    int rc;
+
+    rc = ak_new_secret(svc, key, rec);
+    if (rc != CPS_OK) {
+        ak_set_err(err, err_len, "key generation failed");
+        crypto_cleanse(key, AK_KEY_LEN + 1);
+        return CPS_INTERNAL;
+    }
+    rc = ks_claim_rotation(svc->store, old->key_id, rec->key_id, now,
+                           deadline_mono_ms, &winner, err, err_len);
+    if (rc == CPS_ALREADY_EXISTS) {
+        rc = ak_refuse_claimed(svc, winner, deadline_mono_ms, err, err_len);
+    }
+    free(winner);
+    if (rc == CPS_OK) {
+        rc = ks_insert(svc->store, rec, deadline_mono_ms, err, err_len);
+        if (rc == CPS_ALREADY_EXISTS) {
+            /* A 96-bit key_id or 256-bit hash collision: not expected, and
+             * the claim names this key_id, so no fresh draw here; the
+             * released claim lets the caller retry. */
+            ak_set_err(err, err_len, "the new key collided; retry");
+            rc = CPS_INTERNAL;
+        }
+        if (rc != CPS_OK) {
+            ak_release_claim(svc, old->key_id, rec->key_id);
+        }
+    }
+    if (rc != CPS_OK) {
+        crypto_cleanse(key, AK_KEY_LEN + 1);
+    }
+    return rc;
+}
+
+
 int ak_rotate(ak_service_t *svc,
               const Cpstore__V1__RotateApiKeyRequest *req,
               int64_t deadline_mono_ms,
@@ -324,11 +442,14 @@ int ak_rotate(ak_service_t *svc,
         rc = CPS_INTERNAL;
     }
     if (rc == CPS_OK) {
-        rc = ak_store_new_key(svc, &rec, deadline_mono_ms, key, err, err_len);
+        rc = ak_claim_and_store(svc, &old, &rec, now, deadline_mono_ms, key,
+                                err, err_len);
         if (rc == CPS_OK) {
             rc = ak_end_old_key(svc, &old, rec.key_id, now, req->grace_ms,
                                 deadline_mono_ms, &until, err, err_len);
-            if (rc == CPS_OK && !ak_fill_rotate(resp, key, &rec)) {
+            if (rc != CPS_OK) {
+                ak_release_claim(svc, old.key_id, rec.key_id);
+            } else if (!ak_fill_rotate(resp, key, &rec)) {
                 ak_set_err(err, err_len, "out of memory");
                 rc = CPS_INTERNAL;
             }

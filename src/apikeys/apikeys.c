@@ -323,7 +323,7 @@ static int ak_record_from_request(const create_req_t *req,
  * key_id, hash and hint from it. Replaces any previous key material, so it
  * can be called again after a collision.
  */
-static int ak_new_secret(const ak_service_t *svc, char *key, ks_record_t *rec) {
+int ak_new_secret(const ak_service_t *svc, char *key, ks_record_t *rec) {
     char random[AK_RANDOM_CHARS + 1];
     uint8_t id_bytes[AK_KEY_ID_BYTES];
     char id_hex[2 * AK_KEY_ID_BYTES + 1];

@@ -235,6 +235,44 @@ int ks_retire(ks_store_t *store,
 }
 
 
+int ks_claim_rotation(ks_store_t *store,
+                      const char *key_id,
+                      const char *successor,
+                      int64_t at_ms,
+                      int64_t deadline_mono_ms,
+                      char **winner,
+                      char *err,
+                      size_t err_len) {
+    int rc;
+
+    if (winner != NULL) {
+        *winner = NULL;
+    }
+    rc = ks_check_deadline(deadline_mono_ms, err, err_len);
+    if (rc != CPS_OK) {
+        return rc;
+    }
+    return store->ops->claim_rotation(store, key_id, successor, at_ms,
+                                      deadline_mono_ms, winner, err, err_len);
+}
+
+
+int ks_release_rotation(ks_store_t *store,
+                        const char *key_id,
+                        const char *successor,
+                        int64_t deadline_mono_ms,
+                        char *err,
+                        size_t err_len) {
+    int rc = ks_check_deadline(deadline_mono_ms, err, err_len);
+
+    if (rc != CPS_OK) {
+        return rc;
+    }
+    return store->ops->release_rotation(store, key_id, successor,
+                                        deadline_mono_ms, err, err_len);
+}
+
+
 int ks_touch(ks_store_t *store,
              const char *key_id,
              int64_t at_ms,

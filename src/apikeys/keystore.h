@@ -25,6 +25,12 @@
  * expires_at_ms (rotation's grace), touch raises last_used_at_ms. A
  * rotated key is a new record, inserted whole, that names the old one in
  * rotated_from; retire names the new one in the old one's rotated_to.
+ *
+ * Which of several concurrent rotations of one key wins is not decided by
+ * any of those changes (an update is a read and then a write on FerretDB
+ * v1) but by a claim: one record per rotated key, keyed by its key_id and
+ * naming the successor, that the store accepts once and refuses after
+ * (see claim_rotation).
  */
 #ifndef CPSTORE_KEYSTORE_H
 #define CPSTORE_KEYSTORE_H
@@ -130,6 +136,32 @@ typedef struct ks_ops {
                   char *err,
                   size_t err_len);
 
+    /* Claim the rotation of key_id for successor, at at_ms: the store,
+     * not the caller's earlier read, decides, so of any number of
+     * concurrent claims of one key_id exactly one gets CPS_OK. Every other
+     * gets CPS_ALREADY_EXISTS, and *winner (when winner is not NULL) a new
+     * string naming the successor of the claim that stands, or NULL if
+     * that claim could not be read back; the caller frees it. A claim is
+     * never overwritten; only release_rotation removes it. */
+    int (*claim_rotation)(ks_store_t *store,
+                          const char *key_id,
+                          const char *successor,
+                          int64_t at_ms,
+                          int64_t deadline_mono_ms,
+                          char **winner,
+                          char *err,
+                          size_t err_len);
+
+    /* Remove the claim on key_id if it names successor: the winner gives
+     * up a rotation it could not finish, so that it can be retried.
+     * CPS_OK also when there is no such claim. */
+    int (*release_rotation)(ks_store_t *store,
+                            const char *key_id,
+                            const char *successor,
+                            int64_t deadline_mono_ms,
+                            char *err,
+                            size_t err_len);
+
     /* Raise last_used_at_ms to at_ms unless it is at or after at_ms
      * already. CPS_NOT_FOUND for an unknown key_id. */
     int (*touch)(ks_store_t *store,
@@ -174,7 +206,8 @@ void ks_records_free(ks_record_t *recs, size_t n);
 ks_store_t *ks_memory_new(void);
 
 /*
- * A MongoDB store on collection `api_keys` of mg's database; mg is
+ * A MongoDB store on collection `api_keys` of mg's database (and
+ * `key_rotations` for the rotation claims); mg is
  * borrowed and must outlive the store. It creates its indexes (unique on
  * the hash; user_id with created_at, for listing) now; if the server cannot
  * be reached yet, the store is still returned and the indexes are created
@@ -228,6 +261,20 @@ int ks_retire(ks_store_t *store,
               ks_record_t *out,
               char *err,
               size_t err_len);
+int ks_claim_rotation(ks_store_t *store,
+                      const char *key_id,
+                      const char *successor,
+                      int64_t at_ms,
+                      int64_t deadline_mono_ms,
+                      char **winner,
+                      char *err,
+                      size_t err_len);
+int ks_release_rotation(ks_store_t *store,
+                        const char *key_id,
+                        const char *successor,
+                        int64_t deadline_mono_ms,
+                        char *err,
+                        size_t err_len);
 int ks_touch(ks_store_t *store,
              const char *key_id,
              int64_t at_ms,

@@ -7,6 +7,11 @@
  * Listing a user's keys scans every record: this store is for trying
  * cpstore and for tests, where that is a few thousand at most.
  *
+ * Rotation claims sit in a third table, by the rotated key's key_id. The
+ * mutex already serialises everything here, so a claim is a plain
+ * find-or-add; the table exists so that rotation follows the same steps,
+ * and answers the same way, on both backends.
+ *
  * uthash is built with HASH_NONFATAL_OOM: an allocation failure inside it
  * leaves the element out of the table (hh.tbl == NULL) instead of exiting.
  */
@@ -29,11 +34,20 @@ typedef struct ks_mem_entry {
     UT_hash_handle hh_id; /* by rec.key_id */
 } ks_mem_entry_t;
 
+/* A rotation claim: key_id was (or is being) rotated to successor. */
+typedef struct ks_mem_claim {
+    char *key_id;
+    char *successor;
+    int64_t at_ms;
+    UT_hash_handle hh; /* by key_id */
+} ks_mem_claim_t;
+
 typedef struct ks_memory {
     ks_store_t base; /* first member */
     pthread_mutex_t lock;
     ks_mem_entry_t *by_hash;
     ks_mem_entry_t *by_id;
+    ks_mem_claim_t *claims;
 } ks_memory_t;
 
 
@@ -356,6 +370,92 @@ static int ks_mem_touch(ks_store_t *store,
 }
 
 
+static void ks_mem_claim_free(ks_mem_claim_t *claim) {
+    if (claim != NULL) {
+        free(claim->key_id);
+        free(claim->successor);
+        free(claim);
+    }
+}
+
+
+static int ks_mem_claim_rotation(ks_store_t *store,
+                                 const char *key_id,
+                                 const char *successor,
+                                 int64_t at_ms,
+                                 int64_t deadline_mono_ms,
+                                 char **winner,
+                                 char *err,
+                                 size_t err_len) {
+    ks_memory_t *m = (ks_memory_t *)store;
+    ks_mem_claim_t *claim = calloc(1, sizeof(*claim));
+    ks_mem_claim_t *found = NULL;
+    int rc = CPS_OK;
+
+    (void)deadline_mono_ms;
+    /* Allocated before the lock, so that running out of memory claims
+     * nothing. */
+    if (claim == NULL || (claim->key_id = strdup(key_id)) == NULL ||
+        (claim->successor = strdup(successor)) == NULL) {
+        ks_mem_claim_free(claim);
+        ks_mem_set_err(err, err_len, "out of memory");
+        return CPS_INTERNAL;
+    }
+    claim->at_ms = at_ms;
+
+    pthread_mutex_lock(&m->lock);
+    HASH_FIND_STR(m->claims, key_id, found);
+    if (found != NULL) {
+        rc = CPS_ALREADY_EXISTS;
+        if (winner != NULL) {
+            *winner = strdup(found->successor);
+        }
+    } else {
+        HASH_ADD_KEYPTR(hh, m->claims, claim->key_id, strlen(claim->key_id),
+                        claim);
+        if (claim->hh.tbl == NULL) {
+            rc = CPS_INTERNAL;
+        }
+    }
+    pthread_mutex_unlock(&m->lock);
+
+    if (rc == CPS_ALREADY_EXISTS) {
+        ks_mem_set_err(err, err_len, "the key has a rotation claim already");
+    } else if (rc == CPS_INTERNAL) {
+        ks_mem_set_err(err, err_len, "out of memory");
+    }
+    if (rc != CPS_OK) {
+        ks_mem_claim_free(claim);
+    }
+    return rc;
+}
+
+
+static int ks_mem_release_rotation(ks_store_t *store,
+                                   const char *key_id,
+                                   const char *successor,
+                                   int64_t deadline_mono_ms,
+                                   char *err,
+                                   size_t err_len) {
+    ks_memory_t *m = (ks_memory_t *)store;
+    ks_mem_claim_t *found = NULL;
+
+    (void)deadline_mono_ms;
+    (void)err;
+    (void)err_len;
+    pthread_mutex_lock(&m->lock);
+    HASH_FIND_STR(m->claims, key_id, found);
+    if (found != NULL && strcmp(found->successor, successor) == 0) {
+        HASH_DEL(m->claims, found);
+    } else {
+        found = NULL;
+    }
+    pthread_mutex_unlock(&m->lock);
+    ks_mem_claim_free(found);
+    return CPS_OK;
+}
+
+
 static int ks_mem_ping(ks_store_t *store,
                        int64_t deadline_mono_ms,
                        char *err,
@@ -372,7 +472,13 @@ static void ks_mem_destroy(ks_store_t *store) {
     ks_memory_t *m = (ks_memory_t *)store;
     ks_mem_entry_t *e;
     ks_mem_entry_t *tmp;
+    ks_mem_claim_t *claim;
+    ks_mem_claim_t *claim_tmp;
 
+    HASH_ITER(hh, m->claims, claim, claim_tmp) {
+        HASH_DEL(m->claims, claim);
+        ks_mem_claim_free(claim);
+    }
     HASH_CLEAR(hh_id, m->by_id);
     HASH_ITER(hh, m->by_hash, e, tmp) {
         HASH_DELETE(hh, m->by_hash, e);
@@ -392,6 +498,8 @@ static const ks_ops_t ks_memory_ops = {
     .list_by_user = ks_mem_list_by_user,
     .revoke = ks_mem_revoke,
     .retire = ks_mem_retire,
+    .claim_rotation = ks_mem_claim_rotation,
+    .release_rotation = ks_mem_release_rotation,
     .touch = ks_mem_touch,
     .ping = ks_mem_ping,
     .destroy = ks_mem_destroy,

@@ -21,6 +21,27 @@
  * and a failed insert leaves nothing behind. A rotated key is such an
  * insert too.
  *
+ * Rotation claims: collection `key_rotations`, one document per rotated
+ * key, written before anything else of a rotation:
+ *
+ *   _id           the rotated (old) key's key_id
+ *   v             layout version (int32, 1)
+ *   successor     key_id of the key that replaces it
+ *   at            date the rotation was claimed
+ *
+ * Why an insert. Of concurrent rotations of one key exactly one may stand.
+ * A conditional update of the old key ({rotated_to: null} -> set) cannot
+ * decide that on FerretDB v1, which runs an update as a read and then a
+ * write, so several callers all read "not rotated" and all win. An insert
+ * is decided by the server's storage engine against the unique _id, on
+ * MongoDB and FerretDB alike: one succeeds, every other gets duplicate key
+ * error 11000 (CPS_ALREADY_EXISTS), and then reads the claim to name the
+ * winner's successor. The same rule as the spent marks of tk_mongo.c. The
+ * winner alone then inserts the successor and retires the old key, so the
+ * read-then-write retire below never has a concurrent writer. A claim is
+ * removed only by its own winner, with a filter on its successor, when the
+ * rotation could not be finished.
+ *
  * Indexes: unique on key_hash (the lookup of every verify, and a second
  * guard that two keys never share a hash) and {user_id, created_at} for
  * listing a user's keys. They are created by ks_mongo_new(); if the server
@@ -33,20 +54,21 @@
  * so two instances changing the same field at the same moment may leave
  * the second writer's value: for revoke, a revocation time a few
  * milliseconds after the first (the key is revoked either way); for
- * retire, the later of two concurrent rotations' ends; for touch, a
- * last-used time a little earlier than the latest. None of them ever
- * turns a revoked key valid or extends a key past its own expiry. Revoke
- * and retire then read the record back, so that the caller sees what is
- * stored.
+ * touch, a last-used time a little earlier than the latest. Retire has no
+ * such race: only the holder of a rotation's claim retires the key. None
+ * of them ever turns a revoked key valid or extends a key past its own
+ * expiry. Revoke and retire then read the record back, so that the caller
+ * sees what is stored.
  *
  * Deadlines: reads and createIndexes carry the time left as maxTimeMS.
- * Insert and update do not, since maxTimeMS is not among the options
- * mongoc_collection_insert_one() and _update_one() document; they are
- * bounded by the selection and socket timeouts that mg_open sets.
+ * Insert, update and delete do not, since maxTimeMS is not among the
+ * options mongoc_collection_insert_one(), _update_one() and _delete_one()
+ * document; they are bounded by the selection and socket timeouts that
+ * mg_open sets.
  *
  * This code runs on FerretDB v1 too: it uses only insert, find with sort,
- * limit and maxTimeMS, updateOne with $set, $min and $max, createIndexes
- * (plain, compound and unique) and ping.
+ * limit and maxTimeMS, updateOne with $set, $min and $max, deleteOne,
+ * createIndexes (plain, compound and unique) and ping.
  */
 #include "keystore.h"
 
@@ -61,6 +83,7 @@
 #include "status.h"
 
 #define KSM_COLLECTION "api_keys"
+#define KSM_CLAIMS     "key_rotations"
 #define KSM_VERSION    1
 
 typedef struct ks_mongo {
@@ -726,6 +749,115 @@ static int ksm_retire(ks_store_t *store,
 }
 
 
+/* Read the successor named by the claim on key_id into *winner (NULL when
+ * the claim is gone or malformed). */
+static void ksm_read_claim(mongoc_collection_t *coll,
+                           const char *key_id,
+                           int64_t deadline_mono_ms,
+                           char **winner) {
+    mongoc_cursor_t *cursor;
+    const bson_t *doc;
+    bson_t filter = BSON_INITIALIZER;
+    bson_t opts = BSON_INITIALIZER;
+    int64_t max_time;
+
+    if (mg_max_time_ms(deadline_mono_ms, &max_time) != CPS_OK) {
+        max_time = 0;
+    }
+    ksm_find_opts(&opts, max_time);
+    BSON_APPEND_UTF8(&filter, "_id", key_id);
+    cursor = mongoc_collection_find_with_opts(coll, &filter, &opts, NULL);
+    if (mongoc_cursor_next(cursor, &doc) &&
+        !ksm_read_str(doc, "successor", 1, winner)) {
+        free(*winner);
+        *winner = NULL;
+    }
+    mongoc_cursor_destroy(cursor);
+    bson_destroy(&opts);
+    bson_destroy(&filter);
+}
+
+
+static int ksm_claim_rotation(ks_store_t *store,
+                              const char *key_id,
+                              const char *successor,
+                              int64_t at_ms,
+                              int64_t deadline_mono_ms,
+                              char **winner,
+                              char *err,
+                              size_t err_len) {
+    ks_mongo_t *m = (ks_mongo_t *)store;
+    mongoc_client_t *client;
+    mongoc_collection_t *coll;
+    bson_error_t error;
+    bson_t doc = BSON_INITIALIZER;
+    int rc = CPS_OK;
+
+    BSON_APPEND_UTF8(&doc, "_id", key_id);
+    BSON_APPEND_INT32(&doc, "v", KSM_VERSION);
+    BSON_APPEND_UTF8(&doc, "successor", successor);
+    BSON_APPEND_DATE_TIME(&doc, "at", at_ms);
+
+    client = mg_pop(m->mg);
+    if (client == NULL) {
+        bson_destroy(&doc);
+        ksm_set_err(err, err_len, "claim: no MongoDB client");
+        return CPS_UNAVAILABLE;
+    }
+    coll = mongoc_client_get_collection(client, mg_database_name(m->mg),
+                                        KSM_CLAIMS);
+    if (!mongoc_collection_insert_one(coll, &doc, NULL, NULL, &error)) {
+        rc = mg_error(&error, "insert into " KSM_CLAIMS, err, err_len);
+        if (rc == CPS_ALREADY_EXISTS && winner != NULL) {
+            ksm_read_claim(coll, key_id, deadline_mono_ms, winner);
+        } else if (rc == CPS_INTERNAL) {
+            /* Nothing was claimed: a failed write, whatever the cause. */
+            rc = CPS_UNAVAILABLE;
+        }
+    }
+    mongoc_collection_destroy(coll);
+    mg_push(m->mg, client);
+    bson_destroy(&doc);
+    return rc;
+}
+
+
+static int ksm_release_rotation(ks_store_t *store,
+                                const char *key_id,
+                                const char *successor,
+                                int64_t deadline_mono_ms,
+                                char *err,
+                                size_t err_len) {
+    ks_mongo_t *m = (ks_mongo_t *)store;
+    mongoc_client_t *client;
+    mongoc_collection_t *coll;
+    bson_error_t error;
+    bson_t *filter;
+    int rc = CPS_OK;
+
+    (void)deadline_mono_ms; /* deletes take no maxTimeMS; see the note */
+    client = mg_pop(m->mg);
+    if (client == NULL) {
+        ksm_set_err(err, err_len, "release: no MongoDB client");
+        return CPS_UNAVAILABLE;
+    }
+    filter =
+        BCON_NEW("_id", BCON_UTF8(key_id), "successor", BCON_UTF8(successor));
+    coll = mongoc_client_get_collection(client, mg_database_name(m->mg),
+                                        KSM_CLAIMS);
+    if (!mongoc_collection_delete_one(coll, filter, NULL, NULL, &error)) {
+        rc = mg_error(&error, "delete from " KSM_CLAIMS, err, err_len);
+        if (rc == CPS_INTERNAL) {
+            rc = CPS_UNAVAILABLE;
+        }
+    }
+    mongoc_collection_destroy(coll);
+    mg_push(m->mg, client);
+    bson_destroy(filter);
+    return rc;
+}
+
+
 /* $max raises a null or absent last_used_at too: null sorts below every
  * date, on MongoDB and on FerretDB alike. */
 static int ksm_touch(ks_store_t *store,
@@ -788,6 +920,8 @@ static const ks_ops_t ks_mongo_ops = {
     .list_by_user = ksm_list_by_user,
     .revoke = ksm_revoke,
     .retire = ksm_retire,
+    .claim_rotation = ksm_claim_rotation,
+    .release_rotation = ksm_release_rotation,
     .touch = ksm_touch,
     .ping = ksm_ping,
     .destroy = ksm_destroy,
