@@ -104,9 +104,13 @@ __attribute__((format(printf, 2, 3))) static int
 cf_fail(cf_ctx_t *ctx, const char *fmt, ...) {
     va_list ap;
 
-    va_start(ap, fmt);
-    vsnprintf(ctx->err, sizeof(ctx->err), fmt, ap);
-    va_end(ap);
+    /* inih goes on after an error and reports the first line: keep the
+     * first message too, so the two match. */
+    if (ctx->err[0] == '\0') {
+        va_start(ap, fmt);
+        vsnprintf(ctx->err, sizeof(ctx->err), fmt, ap);
+        va_end(ap);
+    }
     return 0;
 }
 
@@ -192,8 +196,8 @@ static int cf_policy_pair(cf_ctx_t *ctx,
 
         if (*value == '\0' || *end != '\0' || value[0] == '-' ||
             n > LIM_RL_LIMIT_MAX) {
-            return cf_fail(ctx, "limit: expected 0 to 1000000, got \"%s\"",
-                           value);
+            return cf_fail(ctx, "limit: expected 0 to %llu, got \"%s\"",
+                           LIM_RL_LIMIT_MAX, value);
         }
         p->limit = n;
         return 1;

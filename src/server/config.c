@@ -55,11 +55,11 @@ static const cfg_opt_t cfg_opts[] = {
     {"listen", OPT_LISTEN, "CPSTORE_LISTEN", "ADDR",
      "host:port or unix:/path to serve on (default 127.0.0.1:7300)"},
     {"redis", OPT_REDIS, "CPSTORE_REDIS_URL", "URL",
-     "redis://[:password@]host[:port][/db] for rate limits"},
+     "redis://[[user]:password@]host[:port][/db] for rate limits"},
     {"redis-prefix", OPT_REDIS_PREFIX, "CPSTORE_REDIS_PREFIX", "TEXT",
      "prefix of every Redis key (default cpstore:rl:)"},
     {"mongo", OPT_MONGO, "CPSTORE_MONGO_URI", "URI",
-     "mongodb:// URI for API keys"},
+     "mongodb:// URI for API keys, tokens and sessions"},
     {"mongo-db", OPT_MONGO_DB, "CPSTORE_MONGO_DB", "NAME",
      "database name (default: the URI's, else cpstore)"},
     {"profile", OPT_PROFILE, "CPSTORE_PROFILE", "NAME",
@@ -95,10 +95,11 @@ static const cfg_opt_t cfg_opts[] = {
 void cfg_usage(FILE *out) {
     fprintf(out,
             "usage: cpstored [options]\n\n"
-            "cpstore's control-plane state server: rate limits and API "
-            "keys over the\ncpstore frame protocol. With no --redis and no "
-            "--mongo it runs on\nin-memory backends, where nothing is "
-            "durable.\n\noptions (each also read from the environment "
+            "cpstore's control-plane state server: rate limits, API keys, "
+            "single-use\ntokens and sessions over the cpstore frame "
+            "protocol. With no --redis and\nno --mongo it runs on in-memory "
+            "backends, where nothing is durable.\n\noptions (each also read "
+            "from the environment "
             "variable shown):\n");
     for (size_t i = 0; i < CFG_NOPTS; i++) {
         char left[64];
@@ -174,6 +175,14 @@ cfg_set(cfg_t *cfg, int id, const char *v, char *err, size_t err_len) {
         cfg->redis_url = *v ? v : NULL;
         return 0;
     case OPT_REDIS_PREFIX:
+        /* A '{' would start a hash tag and pin every key to one slot. */
+        if (strlen(v) > 64 || strchr(v, '{') != NULL ||
+            strchr(v, '}') != NULL) {
+            snprintf(err, err_len,
+                     "--redis-prefix: at most 64 bytes and no "
+                     "'{' or '}'");
+            return -1;
+        }
         cfg->redis_prefix = v;
         return 0;
     case OPT_MONGO:
