@@ -9,7 +9,8 @@
 
 #define LIM_RL_KEY_MAX       512
 #define LIM_RL_LIMIT_MAX     100000ull
-#define LIM_RL_COST_MAX      1000ull /* one check; all of a CheckMany together */
+/* The cost of one check, and of all the checks of a CheckMany together. */
+#define LIM_RL_COST_MAX      1000ull
 #define LIM_RL_WINDOW_MAX_MS (366ull * 24 * 3600 * 1000)
 #define LIM_RL_CHECKS_MAX    16 /* limits in one CheckMany */
 
