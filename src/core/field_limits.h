@@ -7,8 +7,8 @@
 #ifndef CPSTORE_FIELD_LIMITS_H
 #define CPSTORE_FIELD_LIMITS_H
 
-#define LIM_RL_KEY_MAX       512
-#define LIM_RL_LIMIT_MAX     100000ull
+#define LIM_RL_KEY_MAX   512
+#define LIM_RL_LIMIT_MAX 100000ull
 /* The cost of one check, and of all the checks of a CheckMany together. */
 #define LIM_RL_COST_MAX      1000ull
 #define LIM_RL_WINDOW_MAX_MS (366ull * 24 * 3600 * 1000)
