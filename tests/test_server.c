@@ -643,3 +643,18 @@ Test(server_limits, unix_listen_never_deletes_a_file_that_is_not_a_socket) {
     free(out);
     unlink(path);
 }
+
+
+Test(server_limits, a_file_limit_below_max_connections_is_reported) {
+    char cmd[512], *out = NULL;
+    const char *argv[] = {"/bin/sh", "-c", cmd, NULL};
+
+    snprintf(cmd, sizeof(cmd),
+             "ulimit -n 100 && ulimit -Hn 100 && exec %s "
+             "--listen=127.0.0.1:%d --max-connections=4096",
+             CPSTORED_PATH, h_free_port());
+    /* cpstored serves until killed; one second is enough to start. */
+    h_run(argv, NULL, 1000, &out);
+    cr_assert_not_null(strstr(out, "open file limit 100 is below"), "%s", out);
+    free(out);
+}

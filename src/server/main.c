@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include <uv.h>
 
@@ -52,6 +53,30 @@ typedef struct daemon {
     uv_signal_t sighup;
     int exit_code;
 } daemon_t;
+
+
+/*
+ * Each connection takes a file descriptor; past the process's limit, new
+ * connections would be dropped without a GOAWAY. Raise the soft limit as
+ * far as the hard one allows, and say so when that is not enough.
+ */
+static void main_raise_nofile(uint32_t max_connections) {
+    rlim_t want = (rlim_t)max_connections + 64;
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want) {
+        return;
+    }
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want
+                      ? want
+                      : rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < want) {
+        log_warn("open file limit %llu is below --max-connections %u: "
+                 "connections past it will be refused",
+                 (unsigned long long)rl.rlim_cur, max_connections);
+    }
+}
 
 
 /* Print a startup refusal as one line and return the exit code. */
@@ -356,6 +381,7 @@ int main(int argc, char **argv) {
     }
     log_set_level((log_level_t)d.cfg.log_level);
     signal(SIGPIPE, SIG_IGN);
+    main_raise_nofile(d.cfg.srv.max_connections);
     d.loop = uv_default_loop();
 
     d.config = main_load_config(&d.cfg, err, sizeof(err));
