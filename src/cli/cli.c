@@ -230,3 +230,23 @@ void cli_format_time(int64_t ms, char *buf, size_t len) {
     n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(buf + n, len - n, ".%03dZ", (int)frac);
 }
+
+
+int cli_rpc(const cli_opts_t *o,
+            uint16_t method,
+            const pb_msgdesc_t *req_fields,
+            const void *req,
+            const pb_msgdesc_t *resp_fields,
+            void *resp,
+            cpc_reply_t *reply) {
+    cpc_t *c = cli_connect(o);
+    int rc;
+
+    if (c == NULL) {
+        return CLI_EXIT_ERROR;
+    }
+    rc = cpc_call(c, method, req_fields, req, resp_fields, resp, reply);
+    rc = cli_call_result(c, rc, reply);
+    cpc_close(c);
+    return rc;
+}

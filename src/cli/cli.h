@@ -123,6 +123,16 @@ cpc_t *cli_connect(const cli_opts_t *o);
  */
 int cli_call_result(const cpc_t *c, int rc, const cpc_reply_t *reply);
 
+/* Connect, make one call, report a failure and close: CLI_EXIT_YES when the
+ * server answered OK (resp is then filled), else the exit code to use. */
+int cli_rpc(const cli_opts_t *o,
+            uint16_t method,
+            const pb_msgdesc_t *req_fields,
+            const void *req,
+            const pb_msgdesc_t *resp_fields,
+            void *resp,
+            cpc_reply_t *reply);
+
 /* Print one aligned "name: value" line of readable output; an empty name
  * leaves the label blank, for the further values of a list. */
 void cli_field(const char *name, const char *fmt, ...)

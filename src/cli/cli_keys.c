@@ -121,7 +121,6 @@ static int cli_keys_create(cli_opts_t *o, int argc, char **argv) {
     static cpstore_v1_CreateApiKeyRequest req;
     static cpstore_v1_CreateApiKeyResponse resp;
     cpc_reply_t reply;
-    cpc_t *c;
     int opt;
     int rc = 0;
 
@@ -174,13 +173,9 @@ static int cli_keys_create(cli_opts_t *o, int argc, char **argv) {
         return cli_usage_error(cmd, "--user is required");
     }
 
-    c = cli_connect(o);
-    if (c == NULL) {
-        return CLI_EXIT_ERROR;
-    }
-    rc = cpc_apikeys_create(c, &req, &resp, &reply);
-    rc = cli_call_result(c, rc, &reply);
-    cpc_close(c);
+    rc = cli_rpc(o, cpstore_v1_ApiKeysMethod_API_KEYS_METHOD_CREATE,
+                 cpstore_v1_CreateApiKeyRequest_fields, &req,
+                 cpstore_v1_CreateApiKeyResponse_fields, &resp, &reply);
     if (rc != 0) {
         return rc;
     }
@@ -289,7 +284,6 @@ static int cli_keys_verify(cli_opts_t *o, int argc, char **argv) {
     static cpstore_v1_VerifyApiKeyResponse resp;
     const char *key = NULL;
     cpc_reply_t reply;
-    cpc_t *c;
     int opt;
     int rc = 0;
 
@@ -339,13 +333,9 @@ static int cli_keys_verify(cli_opts_t *o, int argc, char **argv) {
         return CLI_EXIT_USAGE;
     }
 
-    c = cli_connect(o);
-    if (c == NULL) {
-        return CLI_EXIT_ERROR;
-    }
-    rc = cpc_apikeys_verify(c, &req, &resp, &reply);
-    rc = cli_call_result(c, rc, &reply);
-    cpc_close(c);
+    rc = cli_rpc(o, cpstore_v1_ApiKeysMethod_API_KEYS_METHOD_VERIFY,
+                 cpstore_v1_VerifyApiKeyRequest_fields, &req,
+                 cpstore_v1_VerifyApiKeyResponse_fields, &resp, &reply);
     if (rc != 0) {
         return rc;
     }
@@ -507,7 +497,6 @@ static int cli_keys_get(cli_opts_t *o, int argc, char **argv) {
     static cpstore_v1_GetApiKeyResponse resp;
     cpc_reply_t reply;
     cli_json_t j;
-    cpc_t *c;
     int help;
     int rc;
 
@@ -517,15 +506,9 @@ static int cli_keys_get(cli_opts_t *o, int argc, char **argv) {
         return rc;
     }
 
-    c = cli_connect(o);
-    if (c == NULL) {
-        return CLI_EXIT_ERROR;
-    }
-    rc = cpc_call(c, cpstore_v1_ApiKeysMethod_API_KEYS_METHOD_GET,
-                  cpstore_v1_GetApiKeyRequest_fields, &req,
-                  cpstore_v1_GetApiKeyResponse_fields, &resp, &reply);
-    rc = cli_call_result(c, rc, &reply);
-    cpc_close(c);
+    rc = cli_rpc(o, cpstore_v1_ApiKeysMethod_API_KEYS_METHOD_GET,
+                 cpstore_v1_GetApiKeyRequest_fields, &req,
+                 cpstore_v1_GetApiKeyResponse_fields, &resp, &reply);
     if (rc != 0) {
         return rc;
     }
@@ -693,7 +676,6 @@ static int cli_keys_revoke(cli_opts_t *o, int argc, char **argv) {
     cpstore_v1_RevokeApiKeyResponse resp;
     cpc_reply_t reply;
     cli_json_t j;
-    cpc_t *c;
     int help;
     int rc;
 
@@ -703,15 +685,9 @@ static int cli_keys_revoke(cli_opts_t *o, int argc, char **argv) {
         return rc;
     }
 
-    c = cli_connect(o);
-    if (c == NULL) {
-        return CLI_EXIT_ERROR;
-    }
-    rc = cpc_call(c, cpstore_v1_ApiKeysMethod_API_KEYS_METHOD_REVOKE,
-                  cpstore_v1_RevokeApiKeyRequest_fields, &req,
-                  cpstore_v1_RevokeApiKeyResponse_fields, &resp, &reply);
-    rc = cli_call_result(c, rc, &reply);
-    cpc_close(c);
+    rc = cli_rpc(o, cpstore_v1_ApiKeysMethod_API_KEYS_METHOD_REVOKE,
+                 cpstore_v1_RevokeApiKeyRequest_fields, &req,
+                 cpstore_v1_RevokeApiKeyResponse_fields, &resp, &reply);
     if (rc != 0) {
         return rc;
     }
@@ -769,7 +745,6 @@ static int cli_keys_rotate(cli_opts_t *o, int argc, char **argv) {
     static cpstore_v1_RotateApiKeyRequest req;
     static cpstore_v1_RotateApiKeyResponse resp;
     cpc_reply_t reply;
-    cpc_t *c;
     int help;
     int rc;
 
@@ -779,15 +754,9 @@ static int cli_keys_rotate(cli_opts_t *o, int argc, char **argv) {
         return rc;
     }
 
-    c = cli_connect(o);
-    if (c == NULL) {
-        return CLI_EXIT_ERROR;
-    }
-    rc = cpc_call(c, cpstore_v1_ApiKeysMethod_API_KEYS_METHOD_ROTATE,
-                  cpstore_v1_RotateApiKeyRequest_fields, &req,
-                  cpstore_v1_RotateApiKeyResponse_fields, &resp, &reply);
-    rc = cli_call_result(c, rc, &reply);
-    cpc_close(c);
+    rc = cli_rpc(o, cpstore_v1_ApiKeysMethod_API_KEYS_METHOD_ROTATE,
+                 cpstore_v1_RotateApiKeyRequest_fields, &req,
+                 cpstore_v1_RotateApiKeyResponse_fields, &resp, &reply);
     if (rc != 0) {
         return rc;
     }

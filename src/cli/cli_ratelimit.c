@@ -149,7 +149,6 @@ static int cli_ratelimit_check(cli_opts_t *o, int argc, char **argv) {
         cpstore_v1_RateLimitCheckResponse_init_zero;
     int have_key = 0, have_limit = 0, have_window = 0, have_policy = 0;
     cpc_reply_t reply;
-    cpc_t *c;
     int opt;
     int rc = 0;
 
@@ -209,13 +208,9 @@ static int cli_ratelimit_check(cli_opts_t *o, int argc, char **argv) {
         return cli_usage_error(cmd, "--window is required (or --policy)");
     }
 
-    c = cli_connect(o);
-    if (c == NULL) {
-        return CLI_EXIT_ERROR;
-    }
-    rc = cpc_ratelimit_check(c, &req, &resp, &reply);
-    rc = cli_call_result(c, rc, &reply);
-    cpc_close(c);
+    rc = cli_rpc(o, cpstore_v1_RateLimiterMethod_RATE_LIMITER_METHOD_CHECK,
+                 cpstore_v1_RateLimitCheckRequest_fields, &req,
+                 cpstore_v1_RateLimitCheckResponse_fields, &resp, &reply);
     if (rc != 0) {
         return rc;
     }

@@ -67,26 +67,6 @@ static const char cli_tokens_usage[] =
 
 /* ---- shared pieces --------------------------------------------------- */
 
-static int cli_tokens_call(const cli_opts_t *o,
-                           uint16_t method,
-                           const pb_msgdesc_t *req_fields,
-                           const void *req,
-                           const pb_msgdesc_t *resp_fields,
-                           void *resp,
-                           cpc_reply_t *reply) {
-    cpc_t *c = cli_connect(o);
-    int rc;
-
-    if (c == NULL) {
-        return CLI_EXIT_ERROR;
-    }
-    rc = cpc_call(c, method, req_fields, req, resp_fields, resp, reply);
-    rc = cli_call_result(c, rc, reply);
-    cpc_close(c);
-    return rc;
-}
-
-
 /* The token from --token: the argument, or one line of stdin for '-'. */
 static int
 cli_tokens_token(const char *cmd, const char *arg, char *dst, size_t dst_size) {
@@ -273,9 +253,9 @@ static int cli_tokens_issue(cli_opts_t *o, int argc, char **argv) {
         return cli_usage_error(cmd, "--subject is required");
     }
 
-    rc = cli_tokens_call(o, cpstore_v1_TokensMethod_TOKENS_METHOD_ISSUE,
-                         cpstore_v1_IssueTokenRequest_fields, &req,
-                         cpstore_v1_IssueTokenResponse_fields, &resp, &reply);
+    rc = cli_rpc(o, cpstore_v1_TokensMethod_TOKENS_METHOD_ISSUE,
+                 cpstore_v1_IssueTokenRequest_fields, &req,
+                 cpstore_v1_IssueTokenResponse_fields, &resp, &reply);
     if (rc != 0) {
         return rc;
     }
@@ -387,9 +367,9 @@ static int cli_tokens_consume(cli_opts_t *o, int argc, char **argv) {
         return CLI_EXIT_USAGE;
     }
 
-    rc = cli_tokens_call(o, cpstore_v1_TokensMethod_TOKENS_METHOD_CONSUME,
-                         cpstore_v1_ConsumeTokenRequest_fields, &req,
-                         cpstore_v1_ConsumeTokenResponse_fields, &resp, &reply);
+    rc = cli_rpc(o, cpstore_v1_TokensMethod_TOKENS_METHOD_CONSUME,
+                 cpstore_v1_ConsumeTokenRequest_fields, &req,
+                 cpstore_v1_ConsumeTokenResponse_fields, &resp, &reply);
     memset(req.token, 0, sizeof(req.token));
     if (rc != 0) {
         return rc;
@@ -453,9 +433,9 @@ static int cli_tokens_revoke(cli_opts_t *o, int argc, char **argv) {
         return CLI_EXIT_USAGE;
     }
 
-    rc = cli_tokens_call(o, cpstore_v1_TokensMethod_TOKENS_METHOD_REVOKE,
-                         cpstore_v1_RevokeTokenRequest_fields, &req,
-                         cpstore_v1_RevokeTokenResponse_fields, &resp, &reply);
+    rc = cli_rpc(o, cpstore_v1_TokensMethod_TOKENS_METHOD_REVOKE,
+                 cpstore_v1_RevokeTokenRequest_fields, &req,
+                 cpstore_v1_RevokeTokenResponse_fields, &resp, &reply);
     memset(req.token, 0, sizeof(req.token));
     if (rc != 0) {
         return rc;
