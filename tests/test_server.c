@@ -658,3 +658,15 @@ Test(server_limits, a_file_limit_below_max_connections_is_reported) {
     cr_assert_not_null(strstr(out, "open file limit 100 is below"), "%s", out);
     free(out);
 }
+
+
+Test(server_limits, a_redis_prefix_with_a_hash_tag_is_a_usage_error) {
+    const char *argv[] = {CPSTORED_PATH, "--redis-prefix={tenant}:", NULL};
+    char *out = NULL;
+    int status = h_run(argv, NULL, 10000, &out);
+
+    cr_assert(WIFEXITED(status));
+    cr_assert_eq(WEXITSTATUS(status), 2, "%s", out);
+    cr_assert_not_null(strstr(out, "--redis-prefix"), "%s", out);
+    free(out);
+}
